@@ -1,0 +1,407 @@
+//! Apply: executes a `Plan` against the store at the rate the PBX can take.
+//!
+//! Writes go in chunks: one transaction per chunk of users with set-based
+//! statements (a user and its device always commit together), its size
+//! following the `governor` limiter (never above the burst). Each chunk bumps
+//! the domain revision from the value the plan was made against, so a plan
+//! applies exactly or not at all once someone else changed the domain.
+//! Transient errors are retried with backoff; a chunk that fails for good is
+//! replayed one user at a time to isolate the row that broke it.
+//!
+//! Killing the process mid-apply loses at most the chunk in flight (rolled
+//! back); re-running the import plans what is left.
+
+use crate::config::{DomainConfig, Limits};
+use crate::model::Status;
+use crate::plan::{Action, Plan, RowRef};
+use crate::store::{ActionRecord, NameTable, NewDevice, NewUser, Store, StoreError};
+use governor::{Quota, RateLimiter};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeSet;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the store changed since the plan was made (domain revision {found}, plan made at {expected}): make a new plan")]
+    StoreChanged { expected: i64, found: i64 },
+    #[error("the plan is for domain {plan}, which is not configured")]
+    UnknownDomain { plan: String },
+}
+
+/// A write that failed for good, after isolation.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub source_id: String,
+    pub at: Option<RowRef>,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyOutcome {
+    pub applied: u64,
+    pub failed: Vec<Failed>,
+    /// Time spent waiting on the rate limiter.
+    pub throttled: Duration,
+    pub chunks: u64,
+    pub retries: u64,
+}
+
+pub struct ApplyOptions {
+    pub run_id: Option<i64>,
+    pub progress: bool,
+}
+
+const MAX_ATTEMPTS: u32 = 6;
+
+#[tracing::instrument(skip_all, fields(domain = %plan.domain, source = %plan.source))]
+pub async fn apply_plan(
+    store: &Store,
+    domain: &DomainConfig,
+    plan: &Plan,
+    limits: &Limits,
+    opts: &ApplyOptions,
+) -> Result<ApplyOutcome, ApplyError> {
+    if domain.name != plan.domain {
+        return Err(ApplyError::UnknownDomain {
+            plan: plan.domain.clone(),
+        });
+    }
+    let dom = store.ensure_domain(domain).await?;
+    if dom.revision != plan.base_revision {
+        return Err(ApplyError::StoreChanged {
+            expected: plan.base_revision,
+            found: dom.revision,
+        });
+    }
+    let writes: Vec<&Action> = plan.actions.iter().filter(|a| a.writes()).collect();
+    let mut out = ApplyOutcome::default();
+    if writes.is_empty() {
+        return Ok(out);
+    }
+    create_names(store, dom.id, &writes).await?;
+
+    let limiter = limits
+        .writes_per_second
+        .map(|wps| RateLimiter::direct(Quota::per_second(wps).allow_burst(limits.burst)));
+    let chunk_size = match &limiter {
+        Some(_) => limits.burst.get().min(limits.chunk_size),
+        None => limits.chunk_size,
+    } as usize;
+    let bar = if opts.progress {
+        ProgressBar::new(writes.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} applying [{bar:30}] {pos}/{len} users  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    let mut revision = dom.revision;
+    for chunk in writes.chunks(chunk_size.max(1)) {
+        if let Some(l) = &limiter {
+            let n = NonZeroU32::new(chunk.len() as u32).unwrap_or(NonZeroU32::MIN);
+            let t = Instant::now();
+            // Cannot fail: chunks never exceed the burst.
+            let _ = l.until_n_ready(n).await;
+            out.throttled += t.elapsed();
+        }
+        match with_retry(&mut out, || {
+            write_chunk(
+                store,
+                &plan.source,
+                domain,
+                dom.id,
+                revision,
+                chunk,
+                opts.run_id,
+            )
+        })
+        .await
+        {
+            Ok(()) => {
+                revision += 1;
+                out.applied += chunk.len() as u64;
+            }
+            Err(ChunkError::Changed(found)) => {
+                return Err(ApplyError::StoreChanged {
+                    expected: revision,
+                    found,
+                });
+            }
+            Err(ChunkError::Store(e)) if chunk.len() > 1 => {
+                tracing::warn!(error = %e, users = chunk.len(), "chunk failed; applying its users one by one");
+                for one in chunk {
+                    match with_retry(&mut out, || {
+                        write_chunk(
+                            store,
+                            &plan.source,
+                            domain,
+                            dom.id,
+                            revision,
+                            std::slice::from_ref(one),
+                            opts.run_id,
+                        )
+                    })
+                    .await
+                    {
+                        Ok(()) => {
+                            revision += 1;
+                            out.applied += 1;
+                        }
+                        Err(ChunkError::Changed(found)) => {
+                            return Err(ApplyError::StoreChanged {
+                                expected: revision,
+                                found,
+                            });
+                        }
+                        Err(ChunkError::Store(e)) => out.failed.push(failed(one, &e)),
+                    }
+                }
+            }
+            Err(ChunkError::Store(e)) => out.failed.push(failed(chunk[0], &e)),
+        }
+        out.chunks += 1;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+fn failed(a: &Action, e: &StoreError) -> Failed {
+    let at = match a {
+        Action::Create { at, .. } | Action::Update { at, .. } | Action::Reenable { at, .. } => {
+            Some(at.clone())
+        }
+        Action::Disable { at, .. } => at.clone(),
+        _ => None,
+    };
+    Failed {
+        source_id: a.source_id().to_string(),
+        at,
+        message: format!("not applied: {e}"),
+    }
+}
+
+enum ChunkError {
+    Changed(i64),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ChunkError {
+    fn from(e: StoreError) -> Self {
+        ChunkError::Store(e)
+    }
+}
+
+impl From<sqlx::Error> for ChunkError {
+    fn from(e: sqlx::Error) -> Self {
+        ChunkError::Store(StoreError::Query(e))
+    }
+}
+
+async fn with_retry<F, Fut>(out: &mut ApplyOutcome, mut f: F) -> Result<(), ChunkError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ChunkError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(ChunkError::Store(e)) if e.is_transient() && attempt + 1 < MAX_ATTEMPTS => {
+                attempt += 1;
+                out.retries += 1;
+                let wait = Duration::from_millis(50 << attempt);
+                tracing::warn!(error = %e, attempt, ?wait, "transient store error; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Departments and sites named by the plan exist before any user refers to them.
+async fn create_names(store: &Store, domain_id: i64, writes: &[&Action]) -> Result<(), StoreError> {
+    let mut depts = BTreeSet::new();
+    let mut sites = BTreeSet::new();
+    for a in writes {
+        if let Action::Create { fields, .. }
+        | Action::Update { fields, .. }
+        | Action::Reenable { fields, .. } = a
+        {
+            depts.extend(fields.department.as_deref());
+            sites.extend(fields.site.as_deref());
+        }
+    }
+    let mut tx = store.begin_write().await?;
+    Store::ensure_names(
+        &mut tx,
+        domain_id,
+        NameTable::Departments,
+        &depts.into_iter().collect::<Vec<_>>(),
+    )
+    .await?;
+    Store::ensure_names(
+        &mut tx,
+        domain_id,
+        NameTable::Sites,
+        &sites.into_iter().collect::<Vec<_>>(),
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::Query)
+}
+
+async fn write_chunk(
+    store: &Store,
+    source: &str,
+    d: &DomainConfig,
+    domain_id: i64,
+    revision: i64,
+    chunk: &[&Action],
+    run_id: Option<i64>,
+) -> Result<(), ChunkError> {
+    let mut tx = store.begin_write().await?;
+    if !Store::bump_revision(&mut tx, domain_id, revision).await? {
+        let found = store.find_domain(&d.name).await?.map_or(-1, |r| r.revision);
+        return Err(ChunkError::Changed(found));
+    }
+    let mut creates = Vec::new();
+    let mut disable = Vec::new();
+    let mut delete = Vec::new();
+    let mut devices: Vec<NewDevice> = Vec::new();
+    let mut records: Vec<ActionRecord<'_>> = Vec::with_capacity(chunk.len());
+    for a in chunk {
+        match a {
+            Action::Create {
+                source_id,
+                extension,
+                fields,
+                ..
+            } => {
+                let site = fields.site.as_deref().and_then(|s| d.site(s));
+                let pick = |site_v: Option<&String>, dom_v: &Option<String>| {
+                    site_v.or(dom_v.as_ref()).cloned()
+                };
+                creates.push(NewUser {
+                    extension: extension.as_str(),
+                    fields,
+                    source,
+                    source_id,
+                    caller_id: fields
+                        .caller_id
+                        .as_ref()
+                        .or(site.and_then(|s| s.caller_id.as_ref()))
+                        .map(|c| c.as_str().to_string()),
+                    emergency_caller_id: d
+                        .emergency_caller_id
+                        .as_ref()
+                        .map(|c| c.as_str().to_string()),
+                    timezone: pick(site.and_then(|s| s.timezone.as_ref()), &d.timezone),
+                    language: pick(site.and_then(|s| s.language.as_ref()), &d.language),
+                    dial_permission: pick(
+                        site.and_then(|s| s.dial_permission.as_ref()),
+                        &d.dial_permission,
+                    ),
+                });
+            }
+            Action::Update {
+                user_id,
+                fields,
+                add_device,
+                source_id,
+                changes,
+                ..
+            }
+            | Action::Reenable {
+                user_id,
+                fields,
+                add_device,
+                source_id,
+                changes,
+                ..
+            } => {
+                let activate = matches!(a, Action::Reenable { .. });
+                Store::update_user(&mut tx, *user_id, fields, activate).await?;
+                if *add_device {
+                    if let (
+                        Some(t),
+                        Action::Update { extension, .. } | Action::Reenable { extension, .. },
+                    ) = (fields.device, a)
+                    {
+                        devices.push(NewDevice {
+                            user_id: *user_id,
+                            device_type: t,
+                            sip_username: extension.clone(),
+                        });
+                    }
+                }
+                let detail = serde_json::to_string(changes).ok();
+                records.push(ActionRecord {
+                    user_id: Some(*user_id),
+                    source_id,
+                    action: a.name(),
+                    detail,
+                });
+            }
+            Action::Disable {
+                user_id,
+                source_id,
+                reason,
+                ..
+            } => {
+                disable.push(*user_id);
+                let detail = serde_json::to_string(reason).ok();
+                records.push(ActionRecord {
+                    user_id: Some(*user_id),
+                    source_id,
+                    action: "disable",
+                    detail,
+                });
+            }
+            Action::Delete {
+                user_id, source_id, ..
+            } => {
+                delete.push(*user_id);
+                records.push(ActionRecord {
+                    user_id: None,
+                    source_id,
+                    action: "delete",
+                    detail: None,
+                });
+            }
+            Action::Unchanged { .. } | Action::Conflict { .. } => {}
+        }
+    }
+    if !creates.is_empty() {
+        let ids = Store::insert_users(&mut tx, domain_id, &creates).await?;
+        for u in &creates {
+            let id = ids.get(u.extension).copied();
+            records.push(ActionRecord {
+                user_id: id,
+                source_id: u.source_id,
+                action: "create",
+                detail: Some(u.extension.to_string()),
+            });
+            if let (Some(id), Some(t)) = (id, u.fields.device) {
+                devices.push(NewDevice {
+                    user_id: id,
+                    device_type: t,
+                    sip_username: u.extension.to_string(),
+                });
+            }
+        }
+    }
+    Store::insert_devices(&mut tx, domain_id, &devices).await?;
+    Store::set_status(&mut tx, &disable, Status::Disabled).await?;
+    Store::delete_users(&mut tx, &delete).await?;
+    if let Some(run) = run_id {
+        Store::record_actions(&mut tx, run, &records).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

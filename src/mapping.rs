@@ -1,0 +1,517 @@
+//! Mapping (pure): a `StaffRecord` plus the configured rules and domain becomes
+//! a checked `UserSpec`, or the list of row errors that refuse it.
+//!
+//! Precedence: a value the record states explicitly (e.g. the `scope` column)
+//! wins; otherwise the first matching rule that names the field sets it;
+//! otherwise the defaults for the user kind apply.
+
+use crate::config::DomainConfig;
+use crate::model::{
+    fold, DeviceType, Email, Extension, Field, Origin, PhoneNumber, RowError, Scope, SourceStatus,
+    StaffRecord, UserKind,
+};
+use serde::{Deserialize, Serialize};
+
+/// One `[[mapping.rule]]`: conditions (all given ones must match) and the
+/// values it sets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rule {
+    pub group: Option<String>,
+    pub department: Option<String>,
+    pub title: Option<String>,
+    pub scope: Option<Scope>,
+    pub set_department: Option<String>,
+    pub site: Option<String>,
+    pub kind: Option<UserKind>,
+    pub voicemail: Option<bool>,
+    /// `Some(None)`: the rule says "no device".
+    pub device: Option<Option<DeviceType>>,
+}
+
+impl Rule {
+    /// Groups match by full name or by CN (`CN=Sales,OU=…` matches `Sales`),
+    /// case- and space-insensitively.
+    pub fn matches(&self, r: &StaffRecord) -> bool {
+        let eq = |a: &str, b: &str| fold(a) == fold(b);
+        let group_ok = self.group.as_deref().is_none_or(|g| {
+            r.groups
+                .iter()
+                .any(|have| eq(have, g) || cn_of(have).is_some_and(|cn| eq(cn, g)))
+        });
+        let dept_ok = self
+            .department
+            .as_deref()
+            .is_none_or(|d| r.department.as_deref().is_some_and(|have| eq(have, d)));
+        let title_ok = self
+            .title
+            .as_deref()
+            .is_none_or(|t| r.title.as_deref().is_some_and(|have| eq(have, t)));
+        group_ok && dept_ok && title_ok
+    }
+}
+
+/// The first value a matching rule sets for a field.
+fn first<T>(rules: &[&Rule], f: impl Fn(&Rule) -> Option<T>) -> Option<T> {
+    rules.iter().find_map(|r| f(r))
+}
+
+fn cn_of(dn: &str) -> Option<&str> {
+    let first = dn.split(',').next()?;
+    let (k, v) = first.split_once('=')?;
+    k.trim().eq_ignore_ascii_case("cn").then_some(v.trim())
+}
+
+/// What the source wants a PBX user to look like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSpec {
+    pub source_id: String,
+    /// Spreadsheet row (CSV) for reports; `None` for directory entries.
+    pub row: Option<u64>,
+    pub file: String,
+    pub fields: UserFields,
+    pub requested_extension: Option<Extension>,
+    pub active: bool,
+}
+
+/// The fields a source controls, compared field by field by the planner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserFields {
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub emails: Vec<Email>,
+    pub department: Option<String>,
+    pub site: Option<String>,
+    pub scope: Scope,
+    pub kind: UserKind,
+    pub title: Option<String>,
+    pub caller_id: Option<PhoneNumber>,
+    pub voicemail: bool,
+    pub device: Option<DeviceType>,
+}
+
+struct Errors<'a> {
+    origin: &'a Origin,
+    source_id: &'a str,
+    list: Vec<RowError>,
+}
+
+impl Errors<'_> {
+    fn push(&mut self, field: Option<Field>, message: impl Into<String>) {
+        self.list.push(RowError {
+            file: self.origin.location.to_string(),
+            row: self.origin.row,
+            column: field.map(|f| self.origin.column(f)),
+            message: message.into(),
+            source_id: (!self.source_id.is_empty()).then(|| self.source_id.to_string()),
+        });
+    }
+}
+
+/// Maps one record. Pure: same inputs, same output.
+pub fn map_record(
+    r: &StaffRecord,
+    domain: &DomainConfig,
+    rules: &[Rule],
+) -> Result<UserSpec, Vec<RowError>> {
+    let mut errs = Errors {
+        origin: &r.origin,
+        source_id: &r.source_id,
+        list: Vec::new(),
+    };
+    let matching: Vec<&Rule> = rules.iter().filter(|rule| rule.matches(r)).collect();
+
+    let kind: UserKind = first(&matching, |rule| rule.kind).unwrap_or(UserKind::Person);
+    let scope = match r.scope.as_deref() {
+        Some(s) => Scope::parse(s).unwrap_or_else(|e| {
+            errs.push(Some(Field::Scope), e.0);
+            Scope::BasicUser
+        }),
+        None => first(&matching, |rule| rule.scope).unwrap_or(if kind.is_person() {
+            Scope::BasicUser
+        } else {
+            Scope::NoPortal
+        }),
+    };
+
+    let first_name = r.first_name.clone().unwrap_or_default();
+    if first_name.is_empty() {
+        errs.push(Some(Field::FirstName), "first name is required");
+    }
+    if kind.is_person() && domain.require_last_name && r.last_name.is_none() {
+        errs.push(
+            Some(Field::LastName),
+            "last name is required for people in this domain (set require_last_name = false to allow none)",
+        );
+    }
+    for (field, value) in [
+        (Field::FirstName, &r.first_name),
+        (Field::LastName, &r.last_name),
+    ] {
+        if value.as_deref().is_some_and(|v| v.chars().count() > 64) {
+            errs.push(Some(field), "longer than 64 characters");
+        }
+    }
+
+    let mut emails: Vec<Email> = Vec::new();
+    for raw in &r.emails {
+        match Email::parse(raw) {
+            Ok(e) if !emails.contains(&e) => emails.push(e),
+            Ok(_) => {}
+            Err(e) => errs.push(Some(Field::Email), e.0),
+        }
+    }
+
+    let requested_extension = match r.extension.as_deref() {
+        Some(x) => match Extension::parse(x) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                errs.push(Some(Field::Extension), e.0);
+                None
+            }
+        },
+        None => None,
+    };
+
+    let caller_id = match r.caller_id.as_deref() {
+        Some(c) => match PhoneNumber::parse(c) {
+            Ok(n) if domain.numbers.contains(&n) => Some(n),
+            Ok(n) => {
+                errs.push(
+                    Some(Field::CallerId),
+                    format!(
+                        "{} is not in the number inventory of {}",
+                        n.as_str(),
+                        domain.name
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                errs.push(Some(Field::CallerId), e.0);
+                None
+            }
+        },
+        None => None,
+    };
+
+    let department = r
+        .department
+        .clone()
+        .or_else(|| first(&matching, |rule| rule.set_department.clone()));
+    let site_name = r
+        .site
+        .clone()
+        .or_else(|| first(&matching, |rule| rule.site.clone()));
+    // A configured site is written with its configured spelling.
+    let site = site_name.map(|s| domain.site(&s).map_or(s, |cfg| cfg.name.clone()));
+
+    let voicemail = r
+        .voicemail
+        .or_else(|| first(&matching, |rule| rule.voicemail))
+        .unwrap_or(kind.is_person());
+
+    let rule_device = first(&matching, |rule| rule.device);
+    let default_device = if kind.is_person() {
+        Some(DeviceType::Sip)
+    } else {
+        None
+    };
+    let device = match r.device {
+        Some(false) => None,
+        Some(true) => rule_device.flatten().or(Some(DeviceType::Sip)),
+        None => rule_device.unwrap_or(default_device),
+    };
+    if device.is_some() && kind == UserKind::CallRouting {
+        errs.push(
+            Some(Field::Device),
+            "call-routing users have no phone device",
+        );
+    }
+
+    if !errs.list.is_empty() {
+        return Err(errs.list);
+    }
+    Ok(UserSpec {
+        source_id: r.source_id.clone(),
+        row: r.origin.row,
+        file: r.origin.location.to_string(),
+        fields: UserFields {
+            first_name,
+            last_name: r.last_name.clone(),
+            emails,
+            department,
+            site,
+            scope,
+            kind,
+            title: r.title.clone(),
+            caller_id,
+            voicemail,
+            device,
+        },
+        requested_extension,
+        active: r.status == SourceStatus::Active,
+    })
+}
+
+/// Maps every record of one read. A requested extension that an earlier row
+/// of the same read already asked for refuses the later row.
+pub fn map_all(
+    records: &[StaffRecord],
+    domain: &DomainConfig,
+    rules: &[Rule],
+) -> (Vec<UserSpec>, Vec<RowError>) {
+    let mut specs = Vec::with_capacity(records.len());
+    let mut errors = Vec::new();
+    let mut first_row: std::collections::HashMap<Extension, Option<u64>> = Default::default();
+    for r in records {
+        match map_record(r, domain, rules) {
+            Ok(spec) => {
+                if let Some(ext) = &spec.requested_extension {
+                    if let Some(first) = first_row.get(ext) {
+                        let at = first.map_or(String::new(), |row| format!(" on row {row}"));
+                        errors.push(RowError {
+                            file: r.origin.location.to_string(),
+                            row: r.origin.row,
+                            column: Some(r.origin.column(Field::Extension)),
+                            message: format!("extension {ext} is already requested{at}"),
+                            source_id: Some(r.source_id.clone()),
+                        });
+                        continue;
+                    }
+                    first_row.insert(ext.clone(), r.origin.row);
+                }
+                specs.push(spec);
+            }
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    (specs, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn config() -> Config {
+        Config::from_str(
+            r#"
+[store]
+url = "sqlite://x.db"
+[[domain]]
+name = "acme.example"
+numbering = ["1000-8999"]
+numbers = ["+15550100100-+15550100109"]
+[[domain.site]]
+name = "HQ"
+numbering = ["2000-2999"]
+[[mapping.rule]]
+group = "Support Agents"
+scope = "Call Center Agent"
+department = "Support"
+[[mapping.rule]]
+group = "Support Leads"
+scope = "Call Center Supervisor"
+[[mapping.rule]]
+department = "Lobby"
+kind = "call queue"
+[[mapping.rule]]
+title = "Kiosk"
+device = "web"
+"#,
+            Path::new("/tmp/x.toml"),
+        )
+        .unwrap()
+    }
+
+    fn record() -> StaffRecord {
+        let mut cols = HashMap::new();
+        cols.insert(Field::Scope, "User Scope".to_string());
+        StaffRecord {
+            origin: Origin {
+                location: Arc::from("new-hires.csv"),
+                row: Some(7),
+                columns: Arc::new(cols),
+            },
+            source_id: "E1".into(),
+            first_name: Some("Jane".into()),
+            last_name: Some("Doe".into()),
+            emails: vec!["jane@acme.example".into()],
+            department: None,
+            site: None,
+            extension: None,
+            scope: None,
+            groups: vec![],
+            title: None,
+            status: SourceStatus::Active,
+            caller_id: None,
+            voicemail: None,
+            device: None,
+        }
+    }
+
+    fn map(f: impl FnOnce(&mut StaffRecord)) -> Result<UserSpec, Vec<RowError>> {
+        let c = config();
+        let mut r = record();
+        f(&mut r);
+        map_record(&r, &c.domains[0], &c.rules)
+    }
+
+    #[test]
+    fn defaults_for_a_person() {
+        let s = map(|_| {}).unwrap();
+        assert_eq!(s.fields.scope, Scope::BasicUser);
+        assert_eq!(s.fields.kind, UserKind::Person);
+        assert!(s.fields.voicemail);
+        assert_eq!(s.fields.device, Some(DeviceType::Sip));
+        assert!(s.active);
+    }
+
+    #[test]
+    fn rules_table() {
+        type Case = (&'static str, fn(&mut StaffRecord), fn(&UserFields) -> bool);
+        let cases: &[Case] = &[
+            (
+                "group sets scope and department",
+                |r| r.groups = vec!["support agents".into()],
+                |f| f.scope == Scope::CallCenterAgent && f.department.as_deref() == Some("Support"),
+            ),
+            (
+                "group matched by CN of a DN",
+                |r| r.groups = vec!["CN=Support Leads,OU=Groups,DC=acme".into()],
+                |f| f.scope == Scope::CallCenterSupervisor,
+            ),
+            (
+                "first matching rule wins",
+                |r| r.groups = vec!["Support Leads".into(), "Support Agents".into()],
+                |f| f.scope == Scope::CallCenterAgent,
+            ),
+            (
+                "explicit scope column wins",
+                |r| {
+                    r.groups = vec!["Support Agents".into()];
+                    r.scope = Some("office manager".into());
+                },
+                |f| f.scope == Scope::OfficeManager && f.department.as_deref() == Some("Support"),
+            ),
+            (
+                "explicit department wins over rule",
+                |r| {
+                    r.groups = vec!["Support Agents".into()];
+                    r.department = Some("Sales".into());
+                },
+                |f| f.department.as_deref() == Some("Sales"),
+            ),
+            (
+                "department condition sets kind; resources default off",
+                |r| r.department = Some("lobby".into()),
+                |f| {
+                    f.kind == UserKind::CallQueue
+                        && !f.voicemail
+                        && f.device.is_none()
+                        && f.scope == Scope::NoPortal
+                },
+            ),
+            (
+                "title rule picks device type",
+                |r| r.title = Some("Kiosk".into()),
+                |f| f.device == Some(DeviceType::Web),
+            ),
+            (
+                "device column no wins",
+                |r| {
+                    r.title = Some("Kiosk".into());
+                    r.device = Some(false);
+                },
+                |f| f.device.is_none(),
+            ),
+            (
+                "site uses configured spelling",
+                |r| r.site = Some("hq".into()),
+                |f| f.site.as_deref() == Some("HQ"),
+            ),
+            (
+                "new site kept as given",
+                |r| r.site = Some("Remote".into()),
+                |f| f.site.as_deref() == Some("Remote"),
+            ),
+            (
+                "caller id from inventory",
+                |r| r.caller_id = Some("+1 555 010 0105".into()),
+                |f| f.caller_id.as_ref().map(|c| c.as_str()) == Some("+15550100105"),
+            ),
+        ];
+        for (name, edit, check) in cases {
+            let s = map(*edit).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert!(check(&s.fields), "{name}: {:?}", s.fields);
+        }
+    }
+
+    #[test]
+    fn row_errors_name_the_column() {
+        type Case = (fn(&mut StaffRecord), &'static str, &'static str);
+        let cases: &[Case] = &[
+            (
+                |r| r.scope = Some("Wizard".into()),
+                "User Scope",
+                "unknown scope",
+            ),
+            (
+                |r| r.emails = vec!["jane(at)acme".into()],
+                "email",
+                "not an email",
+            ),
+            (|r| r.first_name = None, "first_name", "required"),
+            (|r| r.last_name = None, "last_name", "required"),
+            (
+                |r| r.extension = Some("10-01".into()),
+                "extension",
+                "digits or letters",
+            ),
+            (
+                |r| r.caller_id = Some("+15559999999".into()),
+                "caller_id",
+                "inventory",
+            ),
+        ];
+        for (edit, column, msg) in cases {
+            let errs = map(*edit).unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].column.as_deref(), Some(*column));
+            assert_eq!(errs[0].row, Some(7));
+            assert_eq!(errs[0].file, "new-hires.csv");
+            assert!(errs[0].message.contains(msg), "{}", errs[0].message);
+        }
+    }
+
+    #[test]
+    fn several_errors_in_one_row_are_all_reported() {
+        let errs = map(|r| {
+            r.scope = Some("Wizard".into());
+            r.emails = vec!["nope".into()];
+        })
+        .unwrap_err();
+        assert_eq!(errs.len(), 2);
+    }
+
+    #[test]
+    fn duplicate_requested_extensions_refuse_later_rows() {
+        let c = config();
+        let mut rows = Vec::new();
+        for (i, ext) in ["1001", "1002", "1001", "1001"].iter().enumerate() {
+            let mut r = record();
+            r.source_id = format!("E{i}");
+            r.origin.row = Some(i as u64 + 2);
+            r.extension = Some(ext.to_string());
+            rows.push(r);
+        }
+        let (specs, errs) = map_all(&rows, &c.domains[0], &c.rules);
+        assert_eq!(specs.len(), 2);
+        let rows: Vec<_> = errs.iter().map(|e| e.row).collect();
+        assert_eq!(rows, [Some(4), Some(5)]);
+        assert!(errs[0].message.contains("row 2"), "{}", errs[0].message);
+    }
+}

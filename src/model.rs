@@ -1,0 +1,475 @@
+//! Domain types shared by every stage: the PBX user model of DESIGN §1 as
+//! "parse, don't validate" newtypes, and the `StaffRecord` every source yields.
+//!
+//! Sources (CSV rows, LDAP entries) only produce `StaffRecord`s of raw strings;
+//! `mapping` turns them into checked `UserSpec`s using the parsers here.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a raw value was not accepted; the caller adds file, row and column.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidValue {
+    InvalidValue(msg.into())
+}
+
+/// An extension: unique in its domain and never changed after creation.
+/// Usually digits; letters are allowed for users that must not be dialled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Extension(String);
+
+impl Extension {
+    pub const MAX_LEN: usize = 15;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(invalid("extension is empty"));
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(invalid(format!(
+                "extension `{s}` is longer than {} characters",
+                Self::MAX_LEN
+            )));
+        }
+        if !s.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid(format!(
+                "extension `{s}` may contain only digits or letters"
+            )));
+        }
+        if s.chars().all(|c| c.is_ascii_digit()) && s.len() > 1 && s.starts_with('0') {
+            return Err(invalid(format!(
+                "extension `{s}` starts with 0, which dials the operator"
+            )));
+        }
+        Ok(Extension(s.to_ascii_lowercase()))
+    }
+
+    /// The numeric value for digit-only extensions (those in the numbering plan).
+    pub fn number(&self) -> Option<u64> {
+        if self.0.chars().all(|c| c.is_ascii_digit()) {
+            self.0.parse().ok()
+        } else {
+            None
+        }
+    }
+
+    pub fn from_number(n: u64) -> Self {
+        Extension(n.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Extension {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Extension::parse(&s)
+    }
+}
+impl From<Extension> for String {
+    fn from(e: Extension) -> String {
+        e.0
+    }
+}
+impl fmt::Display for Extension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An email address, checked for the shape mail servers accept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let s = raw.trim();
+        let bad = || invalid(format!("`{s}` is not an email address"));
+        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let (local, domain) = s.rsplit_once('@').ok_or_else(bad)?;
+        if local.is_empty() || local.len() > 64 || local.contains('@') || local.contains(',') {
+            return Err(bad());
+        }
+        let labels_ok = domain.split('.').count() >= 2
+            && domain.split('.').all(|l| {
+                !l.is_empty()
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if !labels_ok {
+            return Err(bad());
+        }
+        Ok(Email(format!("{local}@{}", domain.to_lowercase())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Email::parse(&s)
+    }
+}
+impl From<Email> for String {
+    fn from(e: Email) -> String {
+        e.0
+    }
+}
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A number from the domain's inventory (caller ID), digits with an optional `+`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let cleaned: String = raw
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+            .collect();
+        let digits = cleaned.strip_prefix('+').unwrap_or(&cleaned);
+        if digits.len() < 3 || digits.len() > 15 || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return Err(invalid(format!("`{}` is not a phone number", raw.trim())));
+        }
+        Ok(PhoneNumber(cleaned))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        PhoneNumber::parse(&s)
+    }
+}
+impl From<PhoneNumber> for String {
+    fn from(e: PhoneNumber) -> String {
+        e.0
+    }
+}
+
+/// Normalises a label for forgiving comparisons: lower case, no spaces, `-` or `_`.
+pub fn fold(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+macro_rules! label_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal { $($var:ident => $label:literal $(| $alias:literal)*),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub enum $name { $($var),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$var => $label),+ }
+            }
+            pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+                let f = fold(raw);
+                $(
+                    if f == fold($label) $(|| f == fold($alias))* {
+                        return Ok($name::$var);
+                    }
+                )+
+                let known: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                Err(invalid(format!(
+                    "unknown {} `{}` (expected one of: {})", $what, raw.trim(), known.join(", ")
+                )))
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = InvalidValue;
+            fn try_from(s: String) -> Result<Self, Self::Error> { $name::parse(&s) }
+        }
+        impl From<$name> for String {
+            fn from(v: $name) -> String { v.as_str().to_string() }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+label_enum!(
+    /// What a user may do in the portal; call-center scopes are billable.
+    Scope, "scope" {
+        NoPortal => "No Portal",
+        SimpleUser => "Simple User",
+        BasicUser => "Basic User" | "Basic" | "User",
+        CallCenterAgent => "Call Center Agent" | "Agent",
+        CallCenterSupervisor => "Call Center Supervisor" | "Supervisor",
+        SiteManager => "Site Manager",
+        OfficeManager => "Office Manager",
+    }
+);
+
+impl Scope {
+    /// Call-center seats are billed per user.
+    pub fn is_billable(self) -> bool {
+        matches!(self, Scope::CallCenterAgent | Scope::CallCenterSupervisor)
+    }
+}
+
+label_enum!(
+    /// A person or a resource extension.
+    UserKind, "user kind" {
+        Person => "person",
+        CallQueue => "call queue" | "queue",
+        AutoAttendant => "auto attendant" | "ivr",
+        RingGroup => "ring group",
+        VoicemailBox => "voicemail box" | "voicemail",
+        CallRouting => "call routing" | "routing",
+    }
+);
+
+impl UserKind {
+    pub fn is_person(self) -> bool {
+        self == UserKind::Person
+    }
+}
+
+label_enum!(
+    /// A provisioned phone device: SIP (desk phone, softphone) or browser-only.
+    DeviceType, "device type" {
+        Sip => "sip",
+        Web => "web",
+    }
+);
+
+label_enum!(
+    /// Whether the user may log in and their devices register.
+    Status, "status" {
+        Active => "active",
+        Disabled => "disabled",
+    }
+);
+
+/// The fields a source can carry, named once so errors can cite the column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    EmployeeId,
+    FirstName,
+    LastName,
+    Email,
+    Department,
+    Site,
+    Extension,
+    Scope,
+    Groups,
+    Title,
+    Status,
+    CallerId,
+    Voicemail,
+    Device,
+}
+
+impl Field {
+    pub const ALL: [Field; 14] = [
+        Field::EmployeeId,
+        Field::FirstName,
+        Field::LastName,
+        Field::Email,
+        Field::Department,
+        Field::Site,
+        Field::Extension,
+        Field::Scope,
+        Field::Groups,
+        Field::Title,
+        Field::Status,
+        Field::CallerId,
+        Field::Voicemail,
+        Field::Device,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Field::EmployeeId => "employee_id",
+            Field::FirstName => "first_name",
+            Field::LastName => "last_name",
+            Field::Email => "email",
+            Field::Department => "department",
+            Field::Site => "site",
+            Field::Extension => "extension",
+            Field::Scope => "scope",
+            Field::Groups => "groups",
+            Field::Title => "title",
+            Field::Status => "status",
+            Field::CallerId => "caller_id",
+            Field::Voicemail => "voicemail",
+            Field::Device => "device",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Field> {
+        Field::ALL.iter().copied().find(|f| f.key() == key)
+    }
+}
+
+/// Where a record came from, so every error can name file, row and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// File path (CSV) or server/base DN (LDAP).
+    pub location: Arc<str>,
+    /// Row number as a spreadsheet shows it (header = row 1); `None` for LDAP.
+    pub row: Option<u64>,
+    /// How the source names each field (CSV header text, LDAP attribute).
+    pub columns: Arc<HashMap<Field, String>>,
+}
+
+impl Origin {
+    pub fn column(&self, field: Field) -> String {
+        self.columns
+            .get(&field)
+            .cloned()
+            .unwrap_or_else(|| field.key().to_string())
+    }
+}
+
+/// Employment status as the source states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceStatus {
+    Active,
+    Left,
+}
+
+/// One person (or resource) as a source describes it: raw strings, trimmed,
+/// empty cells as `None`. Validation happens in `mapping`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffRecord {
+    pub origin: Origin,
+    /// Stable id within the source (CSV employee id, AD objectGUID, entryUUID).
+    pub source_id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub emails: Vec<String>,
+    pub department: Option<String>,
+    pub site: Option<String>,
+    pub extension: Option<String>,
+    pub scope: Option<String>,
+    pub groups: Vec<String>,
+    pub title: Option<String>,
+    pub status: SourceStatus,
+    pub caller_id: Option<String>,
+    pub voicemail: Option<bool>,
+    pub device: Option<bool>,
+}
+
+/// A refused row (or a refused file, with `row: None`), as reported to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    pub file: String,
+    pub row: Option<u64>,
+    pub column: Option<String>,
+    pub message: String,
+    /// Source id of the refused row when it could be read; such users are
+    /// never disabled because their row was refused.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_id: Option<String>,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(row) = self.row {
+            write!(f, ", row {row}")?;
+        }
+        if let Some(col) = &self.column {
+            write!(f, ", column `{col}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions() {
+        assert_eq!(Extension::parse(" 1001 ").unwrap().number(), Some(1001));
+        assert_eq!(Extension::parse("JSmith").unwrap().as_str(), "jsmith");
+        assert_eq!(Extension::parse("jsmith").unwrap().number(), None);
+        assert!(Extension::parse("").is_err());
+        assert!(Extension::parse("10-01").is_err());
+        assert!(Extension::parse("0123").is_err());
+        assert!(Extension::parse("0").is_ok());
+        assert!(Extension::parse("1234567890123456").is_err());
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            Email::parse(" Jane.Doe@ACME.Example ").unwrap().as_str(),
+            "Jane.Doe@acme.example"
+        );
+        for bad in [
+            "",
+            "jane",
+            "jane@",
+            "@acme.example",
+            "jane@acme",
+            "ja ne@acme.example",
+            "a@b@c.d",
+            "jane@-acme.example",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_are_forgiving() {
+        assert_eq!(
+            Scope::parse("call center agent").unwrap(),
+            Scope::CallCenterAgent
+        );
+        assert_eq!(
+            Scope::parse("Call-Center_Supervisor").unwrap(),
+            Scope::CallCenterSupervisor
+        );
+        assert_eq!(Scope::parse("BASIC USER").unwrap(), Scope::BasicUser);
+        let err = Scope::parse("Wizard").unwrap_err();
+        assert!(err.0.contains("Basic User"), "{err}");
+        assert!(Scope::CallCenterAgent.is_billable());
+        assert!(!Scope::OfficeManager.is_billable());
+    }
+
+    #[test]
+    fn phone_numbers() {
+        assert_eq!(
+            PhoneNumber::parse("+1 (555) 010-0100").unwrap().as_str(),
+            "+15550100100"
+        );
+        assert!(PhoneNumber::parse("call me").is_err());
+    }
+}

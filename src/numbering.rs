@@ -1,0 +1,280 @@
+//! Numbering plans: extension ranges, reserved numbers, the caller-ID number
+//! inventory, and the allocator that hands out the lowest free extension.
+//!
+//! Pure: the planner feeds it the extensions already taken in the store.
+
+use crate::model::{Extension, InvalidValue, PhoneNumber};
+use std::collections::HashSet;
+use std::fmt;
+
+/// An inclusive range of numeric extensions, written `1000-8999` or `911`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl NumberRange {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let s = raw.trim();
+        let num = |t: &str| {
+            let t = t.trim();
+            if t.is_empty() || t.len() > 15 || !t.chars().all(|c| c.is_ascii_digit()) {
+                Err(InvalidValue(format!(
+                    "`{s}` is not a number or range such as 1000-8999"
+                )))
+            } else {
+                t.parse::<u64>()
+                    .map_err(|_| InvalidValue(format!("`{s}` is not a number")))
+            }
+        };
+        let (start, end) = match s.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => {
+                let n = num(s)?;
+                (n, n)
+            }
+        };
+        if start > end {
+            return Err(InvalidValue(format!("range `{s}` runs backwards")));
+        }
+        Ok(NumberRange { start, end })
+    }
+
+    pub fn contains(&self, n: u64) -> bool {
+        self.start <= n && n <= self.end
+    }
+
+    pub fn contains_range(&self, other: &NumberRange) -> bool {
+        self.start <= other.start && other.end <= self.end
+    }
+}
+
+impl fmt::Display for NumberRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
+/// A set of numbers given as ranges (reserved numbers).
+#[derive(Debug, Clone, Default)]
+pub struct NumberSet(Vec<NumberRange>);
+
+impl NumberSet {
+    pub fn new(ranges: Vec<NumberRange>) -> Self {
+        NumberSet(ranges)
+    }
+    pub fn contains(&self, n: u64) -> bool {
+        self.0.iter().any(|r| r.contains(n))
+    }
+    /// The first reserved number at or above `n` inside the set's range holding `n`,
+    /// i.e. the end of the reserved block to skip.
+    fn block_end(&self, n: u64) -> Option<u64> {
+        self.0.iter().filter(|r| r.contains(n)).map(|r| r.end).max()
+    }
+}
+
+/// Expands an inventory entry: `+15550100` or a range `+15550100-+15550199`
+/// (both ends the same length). At most 100,000 numbers per entry.
+pub fn expand_numbers(raw: &str) -> Result<Vec<PhoneNumber>, InvalidValue> {
+    let s = raw.trim();
+    match s.split_once("-+").map(|(a, b)| (a, format!("+{b}"))) {
+        None => Ok(vec![PhoneNumber::parse(s)?]),
+        Some((a, b)) => {
+            let a = PhoneNumber::parse(a)?;
+            let b = PhoneNumber::parse(&b)?;
+            let (da, db) = (&a.as_str()[1..], &b.as_str()[1..]);
+            let bad = || {
+                InvalidValue(format!(
+                    "`{s}` is not a number range such as +15550100-+15550199"
+                ))
+            };
+            if !a.as_str().starts_with('+') || da.len() != db.len() {
+                return Err(bad());
+            }
+            let (x, y): (u64, u64) = (
+                da.parse().map_err(|_| bad())?,
+                db.parse().map_err(|_| bad())?,
+            );
+            if x > y || y - x >= 100_000 {
+                return Err(bad());
+            }
+            (x..=y)
+                .map(|n| PhoneNumber::parse(&format!("+{n:0width$}", width = da.len())))
+                .collect()
+        }
+    }
+}
+
+/// Whether an explicitly requested extension may be used, and why not.
+pub fn check_requested(
+    ext: &Extension,
+    plan: &[NumberRange],
+    reserved: &NumberSet,
+) -> Result<(), String> {
+    match ext.number() {
+        None => Err(format!(
+            "extension `{ext}` is not a number in the numbering plan"
+        )),
+        Some(n) if reserved.contains(n) => Err(format!("extension {ext} is reserved")),
+        Some(n) if !plan.iter().any(|r| r.contains(n)) => {
+            let p: Vec<String> = plan.iter().map(ToString::to_string).collect();
+            Err(format!(
+                "extension {ext} is outside the numbering plan ({})",
+                p.join(", ")
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Hands out the lowest free extension of a list of ranges, skipping reserved
+/// numbers and numbers already taken. Amortised O(1) per allocation.
+#[derive(Debug)]
+pub struct Allocator {
+    taken: HashSet<u64>,
+    /// Per range (keyed by start,end), the lowest number not yet proven taken.
+    cursors: Vec<((u64, u64), u64)>,
+}
+
+impl Allocator {
+    pub fn new(taken: impl IntoIterator<Item = u64>) -> Self {
+        Allocator {
+            taken: taken.into_iter().collect(),
+            cursors: Vec::new(),
+        }
+    }
+
+    /// Marks a number as used (an explicitly requested extension).
+    pub fn take(&mut self, n: u64) -> bool {
+        self.taken.insert(n)
+    }
+
+    pub fn is_taken(&self, n: u64) -> bool {
+        self.taken.contains(&n)
+    }
+
+    /// Lowest free number across `ranges` (ranges searched lowest first).
+    pub fn allocate(&mut self, ranges: &[NumberRange], reserved: &NumberSet) -> Option<u64> {
+        let mut order: Vec<&NumberRange> = ranges.iter().collect();
+        order.sort_by_key(|r| r.start);
+        let found = order
+            .into_iter()
+            .find_map(|r| self.lowest_free(r, reserved));
+        if let Some(n) = found {
+            self.taken.insert(n);
+        }
+        found
+    }
+
+    fn lowest_free(&mut self, r: &NumberRange, reserved: &NumberSet) -> Option<u64> {
+        let key = (r.start, r.end);
+        let idx = match self.cursors.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.cursors.push((key, r.start));
+                self.cursors.len() - 1
+            }
+        };
+        let mut n = self.cursors[idx].1;
+        while n <= r.end {
+            if let Some(end) = reserved.block_end(n) {
+                n = end.saturating_add(1);
+                continue;
+            }
+            if self.taken.contains(&n) {
+                n += 1;
+                continue;
+            }
+            self.cursors[idx].1 = n;
+            return Some(n);
+        }
+        self.cursors[idx].1 = n;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranges(v: &[&str]) -> Vec<NumberRange> {
+        v.iter().map(|s| NumberRange::parse(s).unwrap()).collect()
+    }
+
+    #[test]
+    fn parses_ranges() {
+        assert_eq!(
+            NumberRange::parse("1000-8999").unwrap(),
+            NumberRange {
+                start: 1000,
+                end: 8999
+            }
+        );
+        assert_eq!(
+            NumberRange::parse(" 911 ").unwrap(),
+            NumberRange {
+                start: 911,
+                end: 911
+            }
+        );
+        for bad in ["", "9-1", "a-b", "10 00", "-5"] {
+            assert!(NumberRange::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn allocates_lowest_free_skipping_reserved_and_taken() {
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [u64], &'a [u64]);
+        let cases: &[Case] = &[
+            // plan, reserved, taken, expected allocations (3)
+            (&["1000-1005"], &[], &[], &[1000, 1001, 1002]),
+            (&["1000-1005"], &["1001"], &[1000], &[1002, 1003, 1004]),
+            (&["1000-1005"], &["1000-1003"], &[1004], &[1005]),
+            (
+                &["400-420"],
+                &["411"],
+                &[400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410],
+                &[412, 413, 414],
+            ),
+            (&["2000-2001", "1000-1000"], &[], &[], &[1000, 2000, 2001]),
+            (&["0-2"], &["0"], &[], &[1, 2]),
+        ];
+        for (plan, reserved, taken, expected) in cases {
+            let mut a = Allocator::new(taken.iter().copied());
+            let reserved = NumberSet::new(ranges(reserved));
+            let got: Vec<u64> = (0..3)
+                .filter_map(|_| a.allocate(&ranges(plan), &reserved))
+                .collect();
+            assert_eq!(
+                &got, expected,
+                "plan {plan:?} reserved {reserved:?} taken {taken:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn requested_extension_checks() {
+        let plan = ranges(&["1000-8999"]);
+        let reserved = NumberSet::new(ranges(&["0", "911", "5000-5009"]));
+        let ok = |s: &str| check_requested(&Extension::parse(s).unwrap(), &plan, &reserved);
+        assert!(ok("1001").is_ok());
+        assert!(ok("911").unwrap_err().contains("reserved"));
+        assert!(ok("5005").unwrap_err().contains("reserved"));
+        assert!(ok("9999").unwrap_err().contains("outside"));
+        assert!(ok("jsmith").is_err());
+    }
+
+    #[test]
+    fn expands_inventory() {
+        let v = expand_numbers("+15550100-+15550102").unwrap();
+        let s: Vec<&str> = v.iter().map(|p| p.as_str()).collect();
+        assert_eq!(s, ["+15550100", "+15550101", "+15550102"]);
+        assert_eq!(expand_numbers("+442071234567").unwrap().len(), 1);
+        assert!(expand_numbers("+15550102-+15550100").is_err());
+    }
+}

@@ -1,0 +1,499 @@
+//! Table-driven tests of the planner (pure: no store needed).
+
+use super::*;
+use crate::config::Config;
+use crate::model::{DeviceType, Email, Scope, UserKind};
+use std::path::Path;
+
+fn config(extra_limits: &str) -> Config {
+    Config::from_str(
+        &format!(
+            r#"
+[store]
+url = "sqlite://x.db"
+[limits]
+max_disable = 2
+max_disable_percent = 50
+max_billable = 5
+{extra_limits}
+[[domain]]
+name = "acme.example"
+numbering = ["1000-1009"]
+reserved = ["1003"]
+[[domain.site]]
+name = "HQ"
+numbering = ["1005-1009"]
+"#
+        ),
+        Path::new("/tmp/x.toml"),
+    )
+    .unwrap()
+}
+
+fn fields(name: &str) -> UserFields {
+    UserFields {
+        first_name: name.into(),
+        last_name: Some("Doe".into()),
+        emails: vec![Email::parse(&format!("{}@acme.example", name.to_lowercase())).unwrap()],
+        department: None,
+        site: None,
+        scope: Scope::BasicUser,
+        kind: UserKind::Person,
+        title: None,
+        caller_id: None,
+        voicemail: true,
+        device: Some(DeviceType::Sip),
+    }
+}
+
+fn spec(id: &str) -> UserSpec {
+    UserSpec {
+        source_id: id.into(),
+        row: Some(2),
+        file: "f.csv".into(),
+        fields: fields(id),
+        requested_extension: None,
+        active: true,
+    }
+}
+
+fn stored(id: i64, ext: &str, source: Option<&str>, sid: &str, status: Status) -> StoredUser {
+    StoredUser {
+        id,
+        extension: ext.into(),
+        source: source.map(str::to_string),
+        source_id: source.map(|_| sid.to_string()),
+        status,
+        disabled_at: Some(0),
+        fields: fields(sid),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    mode: SyncMode,
+    complete: bool,
+    specs: Vec<UserSpec>,
+    stored: Vec<StoredUser>,
+    errors: Vec<RowError>,
+    /// (action name, source id, extension if relevant)
+    want: Vec<(&'static str, &'static str, Option<&'static str>)>,
+}
+
+fn plan_for(c: &Case, cfg: &Config) -> Plan {
+    make_plan(PlanInput {
+        source: "hr",
+        mode: c.mode,
+        delete_after_days: Some(30),
+        domain: &cfg.domains[0],
+        limits: &cfg.limits,
+        specs: c.specs.clone(),
+        errors: c.errors.clone(),
+        complete: c.complete,
+        stored: &c.stored,
+        base_revision: 7,
+        now: 100 * 86_400,
+        files: vec!["f.csv".into()],
+    })
+}
+
+fn ext_of(a: &Action) -> Option<String> {
+    match a {
+        Action::Create { extension, .. } => Some(extension.to_string()),
+        Action::Update { extension, .. }
+        | Action::Reenable { extension, .. }
+        | Action::Disable { extension, .. }
+        | Action::Delete { extension, .. } => Some(extension.clone()),
+        Action::Unchanged { extension, .. } => extension.clone(),
+        Action::Conflict { .. } => None,
+    }
+}
+
+fn with<F: FnOnce(&mut UserSpec)>(id: &str, f: F) -> UserSpec {
+    let mut s = spec(id);
+    f(&mut s);
+    s
+}
+
+#[test]
+fn plan_table() {
+    use Status::{Active, Disabled};
+    let hr = Some("hr");
+    let cases = vec![
+        Case {
+            name: "new users get the lowest free numbers, skipping reserved and taken",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: vec![spec("a"), spec("b"), spec("c")],
+            stored: vec![stored(1, "1001", None, "-", Active)],
+            errors: vec![],
+            want: vec![
+                ("create", "a", Some("1000")),
+                ("create", "b", Some("1002")),
+                ("create", "c", Some("1004")),
+            ],
+        },
+        Case {
+            name: "site ranges first; requested extension honoured",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: vec![
+                with("a", |s| s.fields.site = Some("HQ".into())),
+                with("b", |s| {
+                    s.requested_extension = Extension::parse("1008").ok()
+                }),
+            ],
+            stored: vec![],
+            errors: vec![],
+            want: vec![("create", "a", Some("1005")), ("create", "b", Some("1008"))],
+        },
+        Case {
+            name: "reserved or out-of-plan request falls back to allocation; letters allowed",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: vec![
+                with("a", |s| {
+                    s.requested_extension = Extension::parse("1003").ok()
+                }),
+                with("b", |s| {
+                    s.requested_extension = Extension::parse("5555").ok()
+                }),
+                with("c", |s| {
+                    s.requested_extension = Extension::parse("jsmith").ok()
+                }),
+            ],
+            stored: vec![],
+            errors: vec![],
+            want: vec![
+                ("create", "a", Some("1000")),
+                ("create", "b", Some("1001")),
+                ("create", "c", Some("jsmith")),
+            ],
+        },
+        Case {
+            name: "requested extension held by a hand-made user is a conflict",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: vec![with("a", |s| {
+                s.requested_extension = Extension::parse("1001").ok()
+            })],
+            stored: vec![stored(1, "1001", None, "-", Active)],
+            errors: vec![],
+            want: vec![("conflict", "a", None)],
+        },
+        Case {
+            name: "a user of another source with the same id is not taken over",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: vec![spec("a")],
+            stored: vec![stored(1, "1000", Some("ldap"), "a", Active)],
+            errors: vec![],
+            want: vec![("create", "a", Some("1001"))],
+        },
+        Case {
+            name: "unchanged, update, extension change conflict",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: vec![
+                spec("a"),
+                with("b", |s| s.fields.department = Some("Sales".into())),
+                with("c", |s| {
+                    s.requested_extension = Extension::parse("1009").ok()
+                }),
+            ],
+            stored: vec![
+                stored(1, "1000", hr, "a", Active),
+                stored(2, "1001", hr, "b", Active),
+                stored(3, "1002", hr, "c", Active),
+            ],
+            errors: vec![],
+            want: vec![
+                ("unchanged", "a", Some("1000")),
+                ("update", "b", Some("1001")),
+                ("conflict", "c", None),
+            ],
+        },
+        Case {
+            name: "full mode disables the absent; refused rows are not absent",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: vec![spec("a")],
+            stored: vec![
+                stored(1, "1000", hr, "a", Active),
+                stored(2, "1001", hr, "b", Active),
+                stored(3, "1002", hr, "c", Active),
+                stored(4, "1004", hr, "d", Active),
+            ],
+            errors: vec![RowError {
+                file: "f.csv".into(),
+                row: Some(3),
+                column: None,
+                message: "bad".into(),
+                source_id: Some("c".into()),
+            }],
+            want: vec![
+                ("unchanged", "a", Some("1000")),
+                ("disable", "b", Some("1001")),
+                ("disable", "d", Some("1004")),
+            ],
+        },
+        Case {
+            name: "delta mode disables no one by absence",
+            mode: SyncMode::Delta,
+            complete: true,
+            specs: vec![spec("a")],
+            stored: vec![
+                stored(1, "1000", hr, "a", Active),
+                stored(2, "1001", hr, "b", Active),
+            ],
+            errors: vec![],
+            want: vec![("unchanged", "a", Some("1000"))],
+        },
+        Case {
+            name: "an incomplete read disables no one",
+            mode: SyncMode::Full,
+            complete: false,
+            specs: vec![spec("a")],
+            stored: vec![
+                stored(1, "1000", hr, "a", Active),
+                stored(2, "1001", hr, "b", Active),
+            ],
+            errors: vec![],
+            want: vec![("unchanged", "a", Some("1000"))],
+        },
+        Case {
+            name: "an empty read disables no one",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: vec![],
+            stored: vec![stored(1, "1000", hr, "a", Active)],
+            errors: vec![],
+            want: vec![],
+        },
+        Case {
+            name: "leavers: disable, stay disabled, re-enable, never created",
+            mode: SyncMode::Delta,
+            complete: true,
+            specs: vec![
+                with("a", |s| s.active = false),
+                with("b", |s| s.active = false),
+                spec("c"),
+                with("d", |s| s.active = false),
+            ],
+            stored: vec![
+                stored(1, "1000", hr, "a", Active),
+                stored(2, "1001", hr, "b", Disabled),
+                stored(3, "1002", hr, "c", Disabled),
+            ],
+            errors: vec![],
+            want: vec![
+                ("disable", "a", Some("1000")),
+                ("unchanged", "b", Some("1001")),
+                ("reenable", "c", Some("1002")),
+                ("unchanged", "d", None),
+            ],
+        },
+        Case {
+            name: "disabled long enough and absent: deleted",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: vec![spec("a")],
+            stored: vec![
+                stored(1, "1000", hr, "a", Active),
+                stored(2, "1001", hr, "b", Disabled),
+            ],
+            errors: vec![],
+            want: vec![
+                ("unchanged", "a", Some("1000")),
+                ("delete", "b", Some("1001")),
+            ],
+        },
+        Case {
+            name: "numbering plan exhausted is a conflict",
+            mode: SyncMode::Full,
+            complete: true,
+            specs: (0..10)
+                .map(|i| spec(["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"][i]))
+                .collect(),
+            stored: vec![],
+            errors: vec![],
+            want: vec![
+                ("create", "a", Some("1000")),
+                ("create", "b", Some("1001")),
+                ("create", "c", Some("1002")),
+                ("create", "d", Some("1004")),
+                ("create", "e", Some("1005")),
+                ("create", "f", Some("1006")),
+                ("create", "g", Some("1007")),
+                ("create", "h", Some("1008")),
+                ("create", "i", Some("1009")),
+                ("conflict", "j", None),
+            ],
+        },
+    ];
+    let cfg = config("");
+    for c in &cases {
+        let p = plan_for(c, &cfg);
+        let got: Vec<(&str, &str, Option<String>)> = p
+            .actions
+            .iter()
+            .map(|a| (a.name(), a.source_id(), ext_of(a)))
+            .collect();
+        let want: Vec<(&str, &str, Option<String>)> = c
+            .want
+            .iter()
+            .map(|(a, s, e)| (*a, *s, e.map(str::to_string)))
+            .collect();
+        assert_eq!(got, want, "{}", c.name);
+    }
+}
+
+#[test]
+fn update_lists_field_changes() {
+    let cfg = config("");
+    let old = stored(1, "1000", Some("hr"), "a", Status::Active);
+    let new = with("a", |s| {
+        s.fields.department = Some("Sales".into());
+        s.fields.scope = Scope::OfficeManager;
+    });
+    let c = Case {
+        name: "",
+        mode: SyncMode::Full,
+        complete: true,
+        specs: vec![new],
+        stored: vec![old],
+        errors: vec![],
+        want: vec![],
+    };
+    let p = plan_for(&c, &cfg);
+    let Action::Update { changes, .. } = &p.actions[0] else {
+        panic!("{:?}", p.actions)
+    };
+    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["department", "scope"]);
+    assert_eq!(changes[1].from.as_deref(), Some("Basic User"));
+    assert_eq!(changes[1].to.as_deref(), Some("Office Manager"));
+}
+
+#[test]
+fn a_sync_never_removes_a_device() {
+    let cfg = config("");
+    let old = stored(1, "1000", Some("hr"), "a", Status::Active);
+    let c = Case {
+        name: "",
+        mode: SyncMode::Full,
+        complete: true,
+        specs: vec![with("a", |s| s.fields.device = None)],
+        stored: vec![old],
+        errors: vec![],
+        want: vec![],
+    };
+    assert_eq!(plan_for(&c, &cfg).actions[0].name(), "unchanged");
+}
+
+#[test]
+fn safety_thresholds_and_billable_counts() {
+    let cfg = config("");
+    let hr = Some("hr");
+    // 3 of 4 active users absent: over max_disable (2).
+    let c = Case {
+        name: "",
+        mode: SyncMode::Full,
+        complete: true,
+        specs: vec![spec("a")],
+        stored: vec![
+            stored(1, "1000", hr, "a", Status::Active),
+            stored(2, "1001", hr, "b", Status::Active),
+            stored(3, "1002", hr, "c", Status::Active),
+            stored(4, "1004", hr, "d", Status::Active),
+        ],
+        errors: vec![],
+        want: vec![],
+    };
+    let p = plan_for(&c, &cfg);
+    assert!(
+        p.refused
+            .as_deref()
+            .unwrap_or_default()
+            .contains("max_disable ="),
+        "{:?}",
+        p.refused
+    );
+
+    // 2 of 3: under the count but 66% > 50%.
+    let c = Case {
+        stored: c.stored[..3].to_vec(),
+        ..c
+    };
+    let p = plan_for(&c, &cfg);
+    assert!(
+        p.refused
+            .as_deref()
+            .unwrap_or_default()
+            .contains("max_disable_percent"),
+        "{:?}",
+        p.refused
+    );
+
+    // Billable: 3 creates with devices, 2 of them call-center seats = 5: allowed; one more refused.
+    let mk = |ids: &[&str]| -> Vec<UserSpec> {
+        ids.iter()
+            .map(|id| {
+                with(id, |s| {
+                    if *id != "x" {
+                        s.fields.scope = Scope::CallCenterAgent
+                    }
+                })
+            })
+            .collect()
+    };
+    let c = Case {
+        name: "",
+        mode: SyncMode::Delta,
+        complete: true,
+        specs: mk(&["x", "y", "z"]),
+        stored: vec![],
+        errors: vec![],
+        want: vec![],
+    };
+    let p = plan_for(&c, &cfg);
+    assert_eq!(
+        p.billable,
+        Billable {
+            devices: 3,
+            call_center_seats: 2
+        }
+    );
+    assert!(p.refused.is_none());
+    let c = Case {
+        specs: mk(&["x", "y", "z", "w"]),
+        ..c
+    };
+    let p = plan_for(&c, &cfg);
+    assert!(
+        p.refused
+            .as_deref()
+            .unwrap_or_default()
+            .contains("max_billable"),
+        "{:?}",
+        p.refused
+    );
+}
+
+#[test]
+fn plans_round_trip_through_json() {
+    let cfg = config("");
+    let c = Case {
+        name: "",
+        mode: SyncMode::Full,
+        complete: true,
+        specs: vec![spec("a"), with("b", |s| s.active = false)],
+        stored: vec![stored(1, "1001", Some("hr"), "b", Status::Active)],
+        errors: vec![],
+        want: vec![],
+    };
+    let p = plan_for(&c, &cfg);
+    let json = serde_json::to_string_pretty(&p).unwrap();
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, p);
+}

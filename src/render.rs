@@ -1,0 +1,145 @@
+//! Renders listings for the CLI: aligned tables, JSON arrays, and CSV whose
+//! cells cannot run as spreadsheet formulas.
+
+use crate::cli::{Format, ListFormat};
+use crate::source::inbox::safe_cell;
+use crate::store::{RunRow, UserView};
+use std::io::Write;
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut s = line(header.to_vec());
+    for r in rows {
+        s += &line(r.iter().map(String::as_str).collect());
+    }
+    s
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_default()
+}
+
+pub fn users(users: &[UserView], format: ListFormat) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let header = [
+        "domain",
+        "extension",
+        "first_name",
+        "last_name",
+        "emails",
+        "department",
+        "site",
+        "scope",
+        "status",
+        "tags",
+        "source",
+        "source_id",
+        "devices",
+    ];
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            vec![
+                u.domain.clone(),
+                u.extension.clone(),
+                u.first_name.clone(),
+                opt(&u.last_name),
+                u.emails.join("; "),
+                opt(&u.department),
+                opt(&u.site),
+                u.scope.clone(),
+                u.status.clone(),
+                u.tags.join(", "),
+                opt(&u.source),
+                opt(&u.source_id),
+                u.devices
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{}:{}{}",
+                            d.device_type,
+                            d.sip_username,
+                            if d.enabled { "" } else { " (off)" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ]
+        })
+        .collect();
+    match format {
+        ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(users)?)?,
+        ListFormat::Table => write!(out, "{}", table(&header, &rows))?,
+        ListFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(header)?;
+            for r in rows {
+                w.write_record(r.iter().map(|c| safe_cell(c)))?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn when(t: i64) -> String {
+    // Unix seconds; shown as such to stay locale-free and sortable.
+    t.to_string()
+}
+
+pub fn runs(runs: &[RunRow], format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(runs)?)?,
+        Format::Table => {
+            let header = [
+                "run",
+                "source",
+                "domain",
+                "started",
+                "outcome",
+                "created",
+                "updated",
+                "disabled",
+                "reenabled",
+                "unchanged",
+                "conflicts",
+                "errors",
+            ];
+            let rows: Vec<Vec<String>> = runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.run_id.to_string(),
+                        r.source.clone(),
+                        r.domain.clone(),
+                        when(r.started_at),
+                        r.outcome.clone(),
+                        r.created.to_string(),
+                        r.updated.to_string(),
+                        r.disabled.to_string(),
+                        r.reenabled.to_string(),
+                        r.unchanged.to_string(),
+                        r.conflicts.to_string(),
+                        r.errors.to_string(),
+                    ]
+                })
+                .collect();
+            write!(out, "{}", table(&header, &rows))?;
+        }
+    }
+    Ok(())
+}

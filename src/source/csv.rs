@@ -1,0 +1,475 @@
+//! CSV source: turns an HR export (from an HR system or from Excel) into
+//! `StaffRecord`s, refusing bad rows with file, spreadsheet row and column.
+//!
+//! Decoding: UTF-8 with or without BOM, UTF-16 with BOM, otherwise
+//! Windows-1252. The delimiter (`,` `;` or tab) is detected from the header
+//! line. Columns are found by header through forgiving aliases. A file whose
+//! header cannot be mapped, or that is truncated mid-record, is refused whole
+//! (`CsvError`); other problems refuse only their row (`CsvFile::errors`).
+
+use crate::model::{fold, Field, Origin, RowError, SourceStatus, StaffRecord};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Default)]
+pub struct CsvOptions {
+    /// Extra header names per field (from the source's `aliases`).
+    pub extra_aliases: HashMap<Field, Vec<String>>,
+}
+
+/// One data row as it was in the file, for the per-row result report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvRow {
+    pub row: u64,
+    pub cells: Vec<String>,
+    pub source_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvFile {
+    pub path: String,
+    pub encoding: &'static str,
+    pub delimiter: u8,
+    pub header: Vec<String>,
+    pub rows: Vec<CsvRow>,
+    pub records: Vec<StaffRecord>,
+    pub errors: Vec<RowError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: header: {message}")]
+    Header { file: String, message: String },
+    #[error("{file}, row {row}: the file is truncated ({message}); export it again")]
+    Truncated {
+        file: String,
+        row: u64,
+        message: String,
+    },
+    #[error("{file}, row {row}: {message}")]
+    Malformed {
+        file: String,
+        row: u64,
+        message: String,
+    },
+}
+
+fn aliases(field: Field) -> &'static [&'static str] {
+    match field {
+        Field::EmployeeId => &[
+            "Employee #",
+            "Employee ID",
+            "Employee Number",
+            "Employee No",
+            "EmpID",
+        ],
+        Field::FirstName => &["First Name", "Given Name", "firstname"],
+        Field::LastName => &["Last Name", "Surname", "Family Name"],
+        Field::Email => &["Email", "Work Email", "E-mail", "Email Address"],
+        Field::Department => &["Department", "Dept"],
+        Field::Site => &["Site", "Location", "Office"],
+        Field::Extension => &["Extension", "Ext", "Work Phone Ext", "Ext."],
+        Field::Scope => &["Scope", "User Scope"],
+        Field::Groups => &["Groups", "Group", "Member Of"],
+        Field::Title => &["Title", "Job Title"],
+        Field::Status => &["Status", "Employment Status"],
+        Field::CallerId => &["Caller ID"],
+        Field::Voicemail => &["Voicemail"],
+        Field::Device => &["Device", "Phone Device"],
+    }
+}
+
+pub fn read_file(path: &Path, opts: &CsvOptions) -> Result<CsvFile, CsvError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| CsvError::Io {
+        file: name.clone(),
+        source,
+    })?;
+    parse_bytes(&name, &bytes, opts)
+}
+
+/// Decodes the bytes to text and names the encoding used.
+pub fn decode(bytes: &[u8]) -> (String, &'static str) {
+    if let Some((enc, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+        let body = &bytes[bom..];
+        if enc == encoding_rs::UTF_8 {
+            if let Ok(s) = std::str::from_utf8(body) {
+                return (s.to_string(), "UTF-8");
+            }
+        } else {
+            let (text, _) = enc.decode_without_bom_handling(body);
+            return (text.into_owned(), enc.name());
+        }
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), "UTF-8"),
+        Err(_) => {
+            let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes);
+            (text.into_owned(), "windows-1252")
+        }
+    }
+}
+
+/// The most frequent of `,` `;` tab outside quotes on the first line.
+fn detect_delimiter(text: &str) -> u8 {
+    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '\n' | '\r' if !quoted => break,
+            _ if !quoted => {
+                for (d, n) in counts.iter_mut() {
+                    if c == *d as char {
+                        *n += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    counts
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .filter(|(_, n)| *n > 0)
+        .map_or(b',', |(d, _)| *d)
+}
+
+/// True when the text ends inside a quoted field (a quote opens only at the
+/// start of a field; `""` inside quotes is an escaped quote).
+fn ends_inside_quotes(text: &str, delim: char) -> bool {
+    let mut at_start = true;
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if quoted {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                } else {
+                    quoted = false;
+                }
+            }
+            continue;
+        }
+        match c {
+            '"' if at_start => {
+                quoted = true;
+                at_start = false;
+            }
+            '\n' | '\r' => at_start = true,
+            c if c == delim => at_start = true,
+            _ => at_start = false,
+        }
+    }
+    quoted
+}
+
+/// Physical line numbers of record starts. csv's positions point at the end
+/// of the previous record, before any blank lines; skip those and count `\n`.
+/// Offsets only grow, so counting is incremental.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        LineCounter {
+            bytes: text.as_bytes(),
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    fn start_line(&mut self, pos: u64) -> u64 {
+        let mut start = usize::try_from(pos)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start > self.offset {
+            self.line += self.bytes[self.offset..start]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            self.offset = start;
+        }
+        self.line
+    }
+}
+
+fn newlines(rec: &csv::StringRecord) -> u64 {
+    rec.iter().map(|f| f.matches('\n').count() as u64).sum()
+}
+
+pub fn parse_bytes(name: &str, bytes: &[u8], opts: &CsvOptions) -> Result<CsvFile, CsvError> {
+    let (text, encoding) = decode(bytes);
+    let delimiter = detect_delimiter(&text);
+    let header_err = |message: String| CsvError::Header {
+        file: name.to_string(),
+        message,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut records = rdr.records();
+    let header_rec = match records.next() {
+        None => {
+            return Err(header_err(
+                "the file is empty; the first row must name the columns".into(),
+            ))
+        }
+        Some(Err(e)) => return Err(header_err(e.to_string())),
+        Some(Ok(r)) => r,
+    };
+    let header: Vec<String> = header_rec.iter().map(|h| h.trim().to_string()).collect();
+    let columns = map_header(&header, opts).map_err(header_err)?;
+    let names: HashMap<Field, String> = columns
+        .iter()
+        .map(|(f, i)| (*f, header[*i].clone()))
+        .collect();
+    let names = Arc::new(names);
+    let location: Arc<str> = Arc::from(name);
+
+    let mut out = CsvFile {
+        path: name.to_string(),
+        encoding,
+        delimiter,
+        header: header.clone(),
+        rows: Vec::new(),
+        records: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut lines = LineCounter::new(&text);
+    let mut prev_end =
+        lines.start_line(header_rec.position().map_or(0, |p| p.byte())) + newlines(&header_rec);
+    let mut prev_row = 1u64;
+    let mut first_seen: HashMap<String, u64> = HashMap::new();
+    let mut last_len = header.len();
+    let mut last_row = 1;
+    for rec in records {
+        let rec = rec.map_err(|e| CsvError::Malformed {
+            file: name.to_string(),
+            row: prev_row + 1,
+            message: e.to_string(),
+        })?;
+        let start = rec
+            .position()
+            .map_or(prev_end + 1, |p| lines.start_line(p.byte()));
+        let row = prev_row + 1 + start.saturating_sub(prev_end + 1);
+        prev_end = start + newlines(&rec);
+        prev_row = row;
+        last_len = rec.len();
+        last_row = row;
+        let cells: Vec<String> = rec.iter().map(str::to_string).collect();
+        if cells.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        let origin = Origin {
+            location: location.clone(),
+            row: Some(row),
+            columns: names.clone(),
+        };
+        let (result, source_id) = row_record(&cells, &header, &columns, origin, &mut first_seen);
+        out.rows.push(CsvRow {
+            row,
+            cells,
+            source_id,
+        });
+        match result {
+            Ok(r) => out.records.push(r),
+            Err(mut e) => out.errors.append(&mut e),
+        }
+    }
+    let ends_with_newline = text.ends_with('\n') || text.ends_with('\r');
+    if ends_inside_quotes(&text, delimiter as char) {
+        return Err(CsvError::Truncated {
+            file: name.to_string(),
+            row: last_row,
+            message: "it ends inside a quoted field".into(),
+        });
+    }
+    if !ends_with_newline && last_row > 1 && last_len < header.len() {
+        return Err(CsvError::Truncated {
+            file: name.to_string(),
+            row: last_row,
+            message: format!(
+                "the last row has {last_len} of {} cells and no line end",
+                header.len()
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// Which column holds each field.
+fn map_header(header: &[String], opts: &CsvOptions) -> Result<HashMap<Field, usize>, String> {
+    let mut columns: HashMap<Field, usize> = HashMap::new();
+    for (i, h) in header.iter().enumerate() {
+        let f = fold(h);
+        if f.is_empty() {
+            continue;
+        }
+        let field = Field::ALL.iter().copied().find(|field| {
+            fold(field.key()) == f
+                || aliases(*field).iter().any(|a| fold(a) == f)
+                || opts
+                    .extra_aliases
+                    .get(field)
+                    .is_some_and(|v| v.iter().any(|a| fold(a) == f))
+        });
+        if let Some(field) = field {
+            if let Some(prev) = columns.insert(field, i) {
+                return Err(format!(
+                    "columns `{}` and `{}` both mean {}; remove or rename one",
+                    header[prev],
+                    h,
+                    field.key()
+                ));
+            }
+        }
+    }
+    let missing: Vec<&str> = [Field::EmployeeId, Field::FirstName]
+        .iter()
+        .filter(|f| !columns.contains_key(f))
+        .map(|f| f.key())
+        .collect();
+    if !missing.is_empty() {
+        let accepted: Vec<String> = [Field::EmployeeId, Field::FirstName]
+            .iter()
+            .map(|f| format!("{}: {}", f.key(), aliases(*f).join(", ")))
+            .collect();
+        return Err(format!(
+            "no column for {} (found: {}; accepted names: {}; or add `aliases` to the source)",
+            missing.join(", "),
+            header.join(", "),
+            accepted.join("; ")
+        ));
+    }
+    Ok(columns)
+}
+
+fn yes_no(v: &str) -> Option<bool> {
+    match fold(v).as_str() {
+        "yes" | "y" | "true" | "1" => Some(true),
+        "no" | "n" | "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn split(v: &str, seps: &[char]) -> Vec<String> {
+    v.split(|c| seps.contains(&c))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn row_record(
+    cells: &[String],
+    header: &[String],
+    columns: &HashMap<Field, usize>,
+    origin: Origin,
+    first_seen: &mut HashMap<String, u64>,
+) -> (Result<StaffRecord, Vec<RowError>>, Option<String>) {
+    let get = |f: Field| -> Option<String> {
+        columns
+            .get(&f)
+            .and_then(|i| cells.get(*i))
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+    };
+    let row = origin.row.unwrap_or_default();
+    let source_id = get(Field::EmployeeId);
+    let mut errors = Vec::new();
+    let mut err = |field: Option<Field>, message: String| {
+        errors.push(RowError {
+            file: origin.location.to_string(),
+            row: origin.row,
+            column: field.map(|f| origin.column(f)),
+            message,
+            source_id: source_id.clone(),
+        });
+    };
+    if cells.len() > header.len() && cells[header.len()..].iter().any(|c| !c.trim().is_empty()) {
+        err(
+            None,
+            format!(
+                "row has {} cells but the header has {}",
+                cells.len(),
+                header.len()
+            ),
+        );
+    }
+    match &source_id {
+        None => err(Some(Field::EmployeeId), "employee id is empty".into()),
+        Some(id) => {
+            if let Some(first) = first_seen.get(id) {
+                err(
+                    Some(Field::EmployeeId),
+                    format!("employee id {id} already appears on row {first}"),
+                );
+            } else {
+                first_seen.insert(id.clone(), row);
+            }
+        }
+    }
+    let status = match get(Field::Status).map(|s| fold(&s)).as_deref() {
+        None | Some("active" | "current" | "employed") => SourceStatus::Active,
+        Some("terminated" | "inactive" | "leaver" | "left" | "disabled") => SourceStatus::Left,
+        Some(_) => {
+            let v = get(Field::Status).unwrap_or_default();
+            err(
+                Some(Field::Status),
+                format!("unknown status `{v}` (expected active, or terminated/inactive/leaver)"),
+            );
+            SourceStatus::Active
+        }
+    };
+    let mut flag = |f: Field| match get(f) {
+        None => None,
+        Some(v) => yes_no(&v).or_else(|| {
+            err(Some(f), format!("`{v}` is not yes or no"));
+            None
+        }),
+    };
+    let voicemail = flag(Field::Voicemail);
+    let device = flag(Field::Device);
+    if !errors.is_empty() {
+        return (Err(errors), source_id);
+    }
+    let record = StaffRecord {
+        source_id: source_id.clone().unwrap_or_default(),
+        first_name: get(Field::FirstName),
+        last_name: get(Field::LastName),
+        emails: get(Field::Email).map_or_else(Vec::new, |v| split(&v, &[';', ','])),
+        department: get(Field::Department),
+        site: get(Field::Site),
+        extension: get(Field::Extension),
+        scope: get(Field::Scope),
+        groups: get(Field::Groups).map_or_else(Vec::new, |v| split(&v, &[';', '|'])),
+        title: get(Field::Title),
+        status,
+        caller_id: get(Field::CallerId),
+        voicemail,
+        device,
+        origin,
+    };
+    (Ok(record), source_id)
+}
+
+#[cfg(test)]
+#[path = "csv_tests.rs"]
+mod tests;

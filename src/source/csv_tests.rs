@@ -1,0 +1,166 @@
+//! Tests of the CSV reader: encodings, delimiters, row numbers, header
+//! aliases, row errors and truncation.
+
+use super::*;
+
+fn parse(bytes: &[u8]) -> Result<CsvFile, CsvError> {
+    parse_bytes("t.csv", bytes, &CsvOptions::default())
+}
+
+fn ok(bytes: &[u8]) -> CsvFile {
+    parse(bytes).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn utf16(s: &str, le: bool) -> Vec<u8> {
+    let mut v = if le {
+        vec![0xFF, 0xFE]
+    } else {
+        vec![0xFE, 0xFF]
+    };
+    for u in s.encode_utf16() {
+        v.extend(if le { u.to_le_bytes() } else { u.to_be_bytes() });
+    }
+    v
+}
+
+#[test]
+fn encodings_and_delimiters() {
+    let plain = "Employee ID,First Name,Last Name\nE1,José,Müller\n";
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend(plain.as_bytes());
+    let tab16 = utf16(&plain.replace(',', "\t"), true);
+    let semi16be = utf16(&plain.replace(',', ";"), false);
+    let win1252: Vec<u8> = b"Employee ID;First Name;Last Name\r\nE1;Jos\xe9;M\xfcller\r\n".to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str, u8)> = vec![
+        ("utf-8", plain.as_bytes().to_vec(), "UTF-8", b','),
+        ("utf-8 bom", bom, "UTF-8", b','),
+        ("utf-16le tab", tab16, "UTF-16LE", b'\t'),
+        ("utf-16be semicolon", semi16be, "UTF-16BE", b';'),
+        ("windows-1252 crlf", win1252, "windows-1252", b';'),
+    ];
+    for (name, bytes, enc, delim) in cases {
+        let f = ok(&bytes);
+        assert_eq!((f.encoding, f.delimiter), (enc, delim), "{name}");
+        assert_eq!(f.records.len(), 1, "{name}");
+        let r = &f.records[0];
+        assert_eq!(
+            (r.first_name.as_deref(), r.last_name.as_deref()),
+            (Some("José"), Some("Müller")),
+            "{name}"
+        );
+        assert_eq!(f.header[0], "Employee ID", "{name}");
+    }
+}
+
+#[test]
+fn spreadsheet_row_numbers_survive_quoted_newlines_and_blank_lines() {
+    let f = ok(b"Employee ID,First Name,Job Title\r\nE1,Ann,\"Head of\r\nSales, \"\"EMEA\"\"\"\r\nE2,Bob,x\r\n\r\nE3,Cat,y\r\n");
+    let rows: Vec<u64> = f.records.iter().filter_map(|r| r.origin.row).collect();
+    assert_eq!(rows, [2, 3, 5]);
+    assert_eq!(
+        f.records[0].title.as_deref(),
+        Some("Head of\r\nSales, \"EMEA\"")
+    );
+}
+
+#[test]
+fn header_aliases_are_forgiving() {
+    let f = ok(b"employee #, FIRST_NAME ,Surname,Work Email,Location,Work Phone Ext,Member Of,Employment Status,Phone Device,Unknown\n\
+E1,Ann,A, a@x.example ; b@x.example ,HQ,1001,Sales|Support; Ops,Terminated,no,zzz\n");
+    let r = &f.records[0];
+    assert_eq!(r.emails, ["a@x.example", "b@x.example"]);
+    assert_eq!(r.site.as_deref(), Some("HQ"));
+    assert_eq!(r.extension.as_deref(), Some("1001"));
+    assert_eq!(r.groups, ["Sales", "Support", "Ops"]);
+    assert_eq!(r.status, SourceStatus::Left);
+    assert_eq!(r.device, Some(false));
+    assert_eq!(r.origin.column(Field::FirstName), "FIRST_NAME");
+    assert_eq!(
+        f.rows[0].cells.len(),
+        10,
+        "unknown columns are kept for the report"
+    );
+
+    let mut opts = CsvOptions::default();
+    opts.extra_aliases
+        .insert(Field::EmployeeId, vec!["Staff No".into()]);
+    let f = parse_bytes("t.csv", b"Staff No,First Name\nS1,Ann\n", &opts)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(f.records[0].source_id, "S1");
+}
+
+#[test]
+fn files_refused_whole() {
+    let cases: &[(&[u8], &str)] = &[
+        (b"", "empty"),
+        (
+            b"Name,Email\nAnn,a@x.example\n",
+            "no column for employee_id, first_name",
+        ),
+        (
+            b"Employee ID,Employee #,First Name\n1,2,Ann\n",
+            "both mean employee_id",
+        ),
+        (
+            b"Employee ID,First Name,Title\nE1,Ann,\"Head of\n",
+            "quoted field",
+        ),
+        (
+            b"Employee ID,First Name,Last Name\nE1,Ann,A\nE2,Bo",
+            "no line end",
+        ),
+    ];
+    for (bytes, want) in cases {
+        match parse(bytes) {
+            Ok(_) => panic!("{want}: accepted"),
+            Err(e) => assert!(e.to_string().contains(want), "{want}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn header_only_file_has_no_rows() {
+    let f = ok(b"Employee ID,First Name\r\n");
+    assert!(f.records.is_empty() && f.errors.is_empty() && f.rows.is_empty());
+}
+
+#[test]
+fn row_errors_name_row_and_column() {
+    let f = ok(b"Employee ID,First Name,Voicemail,Status\n\
+E1,Ann,yes,active\n\
+,Bob,,\n\
+E1,Cat,,\n\
+E4,Dan,maybe,\n\
+E5,Eve,,on strike\n\
+E6,Fay,,,extra\n\
+,,,\n\
+E7,Gus\n");
+    let got: Vec<(u64, Option<&str>)> = f
+        .errors
+        .iter()
+        .map(|e| (e.row.unwrap_or(0), e.column.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, Some("Employee ID")),
+            (4, Some("Employee ID")),
+            (5, Some("Voicemail")),
+            (6, Some("Status")),
+            (7, None)
+        ]
+    );
+    assert!(
+        f.errors[1].message.contains("row 2"),
+        "{}",
+        f.errors[1].message
+    );
+    assert_eq!(f.errors[1].source_id.as_deref(), Some("E1"));
+    let ids: Vec<&str> = f.records.iter().map(|r| r.source_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["E1", "E7"],
+        "blank rows skipped; a short row's missing cells are empty"
+    );
+    assert_eq!(f.rows.len(), 7);
+}

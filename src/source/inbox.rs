@@ -1,0 +1,345 @@
+//! The drop folder: `inbox/` is watched by HR; a settled file is claimed by
+//! an atomic rename into `processing/`, imported, then moved to `archive/`
+//! (or `failed/`) beside `<name>.result.csv`, the per-row result report.
+//!
+//! The four folders are siblings (`var/inbox` → `var/processing`, …), so the
+//! renames stay on one filesystem and are atomic. Result cells that start
+//! with `=`, `+`, `-`, `@`, tab or CR get a leading `'` so a spreadsheet never
+//! runs them as formulas.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    pub root_inbox: PathBuf,
+    pub processing: PathBuf,
+    pub archive: PathBuf,
+    pub failed: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Claimed {
+    pub path: PathBuf,
+    pub original_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Archived,
+    Failed,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ResultReport {
+    pub header: Vec<String>,
+    pub rows: Vec<ResultRow>,
+    /// Set when the file (or its run) was refused whole.
+    pub file_message: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResultRow {
+    pub row: u64,
+    pub cells: Vec<String>,
+    pub result: String,
+    pub extension: Option<String>,
+    pub message: Option<String>,
+}
+
+fn is_candidate(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let temp = [".tmp", ".part", ".partial", ".crdownload", ".swp"];
+    !name.starts_with('.')
+        && !name.starts_with("~$")
+        && !temp.iter().any(|t| lower.ends_with(t))
+        && [".csv", ".tsv", ".txt"].iter().any(|e| lower.ends_with(e))
+}
+
+fn stamp(p: &Path) -> Option<(u64, SystemTime)> {
+    let m = std::fs::metadata(p).ok()?;
+    m.is_file()
+        .then(|| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+}
+
+fn utc_stamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A name in `dir` that does not exist yet: `name`, else `name` with `-2`, `-3`…
+fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = name.rsplit_once('.').map_or((name, ""), |(s, e)| (s, e));
+    (2..10_000)
+        .map(|i| {
+            dir.join(if ext.is_empty() {
+                format!("{stem}-{i}")
+            } else {
+                format!("{stem}-{i}.{ext}")
+            })
+        })
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+impl Inbox {
+    pub fn open(inbox: &Path) -> std::io::Result<Inbox> {
+        let parent = inbox.parent().unwrap_or(Path::new("."));
+        let ib = Inbox {
+            root_inbox: inbox.to_path_buf(),
+            processing: parent.join("processing"),
+            archive: parent.join("archive"),
+            failed: parent.join("failed"),
+        };
+        for d in [&ib.root_inbox, &ib.processing, &ib.archive, &ib.failed] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(ib)
+    }
+
+    /// Files ready to claim: CSV-like names, no temporary names, and size and
+    /// modification time unchanged across `settle`. Sorted by name.
+    pub fn ready_files(&self, settle: Duration) -> std::io::Result<Vec<PathBuf>> {
+        let mut first = Vec::new();
+        for e in std::fs::read_dir(&self.root_inbox)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if is_candidate(&name) {
+                if let Some(s) = stamp(&e.path()) {
+                    first.push((e.path(), s));
+                }
+            }
+        }
+        if first.is_empty() {
+            return Ok(first.into_iter().map(|(p, _)| p).collect());
+        }
+        std::thread::sleep(settle);
+        let mut ready: Vec<PathBuf> = first
+            .into_iter()
+            .filter(|(p, s)| stamp(p).as_ref() == Some(s))
+            .map(|(p, _)| p)
+            .collect();
+        ready.sort();
+        Ok(ready)
+    }
+
+    /// Claims a file by renaming it into `processing/`; `None` if another
+    /// process claimed it first.
+    pub fn claim(&self, file: &Path) -> std::io::Result<Option<Claimed>> {
+        let original_name = file
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let target = free_name(
+            &self.processing,
+            &format!("{}-{original_name}", utc_stamp()),
+        );
+        match std::fs::rename(file, &target) {
+            Ok(()) => Ok(Some(Claimed {
+                path: target,
+                original_name,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Files a crash left in `processing/`.
+    pub fn processing_files(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.processing)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+}
+
+impl Claimed {
+    /// Writes the result report, then moves the file beside it.
+    pub fn finish(
+        self,
+        inbox: &Inbox,
+        outcome: Outcome,
+        report: &ResultReport,
+    ) -> std::io::Result<(PathBuf, PathBuf)> {
+        let dir = match outcome {
+            Outcome::Archived => &inbox.archive,
+            Outcome::Failed => &inbox.failed,
+        };
+        let name = self.path.file_name().map_or_else(
+            || self.original_name.clone(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let moved = free_name(dir, &name);
+        let moved_name = moved
+            .file_name()
+            .map_or_else(|| name.clone(), |n| n.to_string_lossy().into_owned());
+        let result = dir.join(format!("{moved_name}.result.csv"));
+        write_result_csv(&result, report)?;
+        std::fs::rename(&self.path, &moved)?;
+        Ok((moved, result))
+    }
+}
+
+/// A cell that cannot run as a spreadsheet formula.
+pub fn safe_cell(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// Writes the per-row report (UTF-8 with BOM, CRLF) via a temp file and rename.
+pub fn write_result_csv(path: &Path, report: &ResultReport) -> std::io::Result<()> {
+    let tmp = path.with_extension("csv.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut file, b"\xEF\xBB\xBF")?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .flexible(true)
+        .from_writer(file);
+    let mut header = vec!["row".to_string()];
+    header.extend(report.header.iter().cloned());
+    header.extend(["pbx_result", "pbx_extension", "pbx_message"].map(String::from));
+    w.write_record(header.iter().map(|c| safe_cell(c)))?;
+    let pad = report.header.len();
+    if let Some(msg) = &report.file_message {
+        let mut rec = vec![String::new(); pad + 1];
+        rec.extend(["refused".to_string(), String::new(), msg.clone()]);
+        w.write_record(rec.iter().map(|c| safe_cell(c)))?;
+    }
+    for r in &report.rows {
+        let mut rec = vec![r.row.to_string()];
+        let mut cells = r.cells.clone();
+        cells.resize(pad.max(cells.len()), String::new());
+        rec.extend(cells);
+        rec.extend([
+            r.result.clone(),
+            r.extension.clone().unwrap_or_default(),
+            r.message.clone().unwrap_or_default(),
+        ]);
+        w.write_record(rec.iter().map(|c| safe_cell(c)))?;
+    }
+    w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_settled_csv_files_are_ready() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ib = Inbox::open(&d.path().join("inbox")).unwrap_or_else(|e| panic!("{e}"));
+        for n in [
+            "a.csv",
+            "B.TSV",
+            "c.txt",
+            ".hidden.csv",
+            "~$a.csv",
+            "x.csv.part",
+            "y.tmp",
+            "z.xlsx",
+            "growing.csv",
+        ] {
+            std::fs::write(ib.root_inbox.join(n), "x").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let growing = ib.root_inbox.join("growing.csv");
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(growing, "xxxxxxxx").ok();
+        });
+        let ready = ib
+            .ready_files(Duration::from_millis(300))
+            .unwrap_or_else(|e| panic!("{e}"));
+        writer.join().ok();
+        let names: Vec<String> = ready
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["B.TSV", "a.csv", "c.txt"]);
+    }
+
+    #[test]
+    fn claim_then_finish_moves_the_file_beside_its_report() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ib = Inbox::open(&d.path().join("inbox")).unwrap_or_else(|e| panic!("{e}"));
+        let f = ib.root_inbox.join("hires.csv");
+        std::fs::write(&f, "Employee ID,First Name\nE1,=HYPERLINK(\"x\")\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let c = ib
+            .claim(&f)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("claimed"));
+        assert!(!f.exists() && c.path.exists());
+        assert!(
+            ib.claim(&f).unwrap_or_else(|e| panic!("{e}")).is_none(),
+            "a vanished file is not claimed"
+        );
+        assert_eq!(ib.processing_files().unwrap_or_default(), std::slice::from_ref(&c.path));
+        let report = ResultReport {
+            header: vec!["Employee ID".into(), "First Name".into()],
+            rows: vec![ResultRow {
+                row: 2,
+                cells: vec!["E1".into(), "=HYPERLINK(\"x\")".into()],
+                result: "error".into(),
+                extension: None,
+                message: Some("-2 @SUM +1".into()),
+            }],
+            file_message: None,
+        };
+        let (moved, result) = c
+            .finish(&ib, Outcome::Archived, &report)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(moved.starts_with(&ib.archive) && moved.exists());
+        let bytes = std::fs::read(&result).unwrap_or_default();
+        assert!(bytes.starts_with(b"\xEF\xBB\xBF"));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("'=HYPERLINK"), "{text}");
+        assert!(text.contains("'-2 @SUM +1"), "{text}");
+        assert!(text.contains("\r\n"));
+        assert!(ib.processing_files().unwrap_or_default().is_empty());
+    }
+
+    #[test]
+    fn safe_cells() {
+        for (i, o) in [
+            ("=1+2", "'=1+2"),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("Ann", "Ann"),
+            ("", ""),
+        ] {
+            assert_eq!(safe_cell(i), o);
+        }
+    }
+}

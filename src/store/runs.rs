@@ -1,0 +1,128 @@
+//! Run history: one row per applied run with its counts and JSON report, and
+//! one row per action taken, written in the same transaction as the action.
+
+use super::{now, Sql, Store, StoreError};
+use crate::report::RunReport;
+use serde::Serialize;
+use sqlx::{Any, Row, Transaction};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub run_id: i64,
+    pub source: String,
+    pub domain: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub outcome: String,
+    pub created: i64,
+    pub updated: i64,
+    pub disabled: i64,
+    pub reenabled: i64,
+    pub unchanged: i64,
+    pub conflicts: i64,
+    pub errors: i64,
+}
+
+/// One action as recorded for a run.
+#[derive(Debug, Clone)]
+pub struct ActionRecord<'a> {
+    pub user_id: Option<i64>,
+    pub source_id: &'a str,
+    pub action: &'static str,
+    pub detail: Option<String>,
+}
+
+impl Store {
+    pub async fn start_run(&self, source: &str, domain: &str) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "INSERT INTO runs (source, domain, started_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(source)
+        .bind(domain)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub async fn finish_run(&self, run_id: i64, report: &RunReport) -> Result<(), StoreError> {
+        let json = serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE runs SET finished_at = $1, outcome = $2, created = $3, updated = $4, disabled = $5,
+               reenabled = $6, unchanged = $7, deleted = $8, conflicts = $9, errors = $10,
+               billable_devices = $11, billable_seats = $12, report = $13
+             WHERE id = $14",
+        )
+        .bind(now())
+        .bind(report.outcome.as_str())
+        .bind(report.created as i64)
+        .bind(report.updated as i64)
+        .bind(report.disabled as i64)
+        .bind(report.reenabled as i64)
+        .bind(report.unchanged as i64)
+        .bind(report.deleted as i64)
+        .bind(report.conflicts.len() as i64)
+        .bind(report.errors.len() as i64)
+        .bind(report.billable.devices as i64)
+        .bind(report.billable.call_center_seats as i64)
+        .bind(json)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn record_actions(
+        tx: &mut Transaction<'static, Any>,
+        run_id: i64,
+        actions: &[ActionRecord<'_>],
+    ) -> Result<(), StoreError> {
+        for chunk in actions.chunks(1000) {
+            let mut q =
+                Sql::new("INSERT INTO run_actions (run_id, user_id, source_id, action, detail) ");
+            q.values(chunk, |b, a| {
+                b.bind(run_id)
+                    .bind(a.user_id)
+                    .bind(a.source_id.to_string())
+                    .bind(a.action)
+                    .bind(a.detail.clone());
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, source, domain, started_at, finished_at, outcome, created, updated, disabled,
+                    reenabled, unchanged, conflicts, errors
+             FROM runs ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunRow {
+                    run_id: r.try_get(0)?,
+                    source: r.try_get(1)?,
+                    domain: r.try_get(2)?,
+                    started_at: r.try_get(3)?,
+                    finished_at: r.try_get(4)?,
+                    outcome: r.try_get(5)?,
+                    created: r.try_get(6)?,
+                    updated: r.try_get(7)?,
+                    disabled: r.try_get(8)?,
+                    reenabled: r.try_get(9)?,
+                    unchanged: r.try_get(10)?,
+                    conflicts: r.try_get(11)?,
+                    errors: r.try_get(12)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,426 @@
+//! User and device queries: the set-based writes apply uses (multi-row
+//! INSERT, one UPDATE per changed user) and the reads the planner and the CLI use.
+
+use super::{now, Sql, Store, StoreError};
+use crate::mapping::UserFields;
+use crate::model::{DeviceType, Email, PhoneNumber, Scope, Status, UserKind};
+use rand::RngCore;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::collections::HashMap;
+
+/// A user as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    pub id: i64,
+    pub extension: String,
+    pub source: Option<String>,
+    pub source_id: Option<String>,
+    pub status: Status,
+    pub disabled_at: Option<i64>,
+    pub fields: UserFields,
+}
+
+/// A user to insert; defaults (site, then domain) already resolved.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub extension: &'a str,
+    pub fields: &'a UserFields,
+    pub source: &'a str,
+    pub source_id: &'a str,
+    pub caller_id: Option<String>,
+    pub emergency_caller_id: Option<String>,
+    pub timezone: Option<String>,
+    pub language: Option<String>,
+    pub dial_permission: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub user_id: i64,
+    pub device_type: DeviceType,
+    pub sip_username: String,
+}
+
+/// A user as `users` lists it. Never carries a secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub domain: String,
+    pub extension: String,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub emails: Vec<String>,
+    pub department: Option<String>,
+    pub site: Option<String>,
+    pub scope: String,
+    pub kind: String,
+    pub status: String,
+    pub tags: Vec<&'static str>,
+    pub source: Option<String>,
+    pub source_id: Option<String>,
+    pub devices: Vec<DeviceView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    #[serde(rename = "type")]
+    pub device_type: String,
+    pub sip_username: String,
+    pub enabled: bool,
+}
+
+/// System tags, computed from the row every time (never stored).
+pub fn tags(has_email: bool, has_password: bool, has_pin: bool) -> Vec<&'static str> {
+    let mut t = Vec::new();
+    if has_email && !has_password && !has_pin {
+        t.push("New");
+    }
+    if !has_email {
+        t.push("Setup Required");
+    }
+    if !has_password {
+        t.push("Password Required");
+    }
+    t
+}
+
+/// 128 random bits from the OS, hex encoded.
+pub fn new_secret() -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn join_emails(emails: &[Email]) -> String {
+    emails
+        .iter()
+        .map(Email::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+const USER_COLUMNS: &str =
+    "id, extension, source, source_id, status, disabled_at, first_name, last_name, \
+    emails, department, site, scope, kind, title, caller_id, voicemail";
+
+fn stored_user(r: &AnyRow, devices: &HashMap<i64, DeviceType>) -> Result<StoredUser, StoreError> {
+    let id: i64 = r.try_get(0)?;
+    let status: String = r.try_get(4)?;
+    let emails: String = r.try_get(8)?;
+    let scope: String = r.try_get(11)?;
+    let kind: String = r.try_get(12)?;
+    let caller_id: Option<String> = r.try_get(14)?;
+    let voicemail: i64 = r.try_get(15)?;
+    Ok(StoredUser {
+        id,
+        extension: r.try_get(1)?,
+        source: r.try_get(2)?,
+        source_id: r.try_get(3)?,
+        status: Status::parse(&status).map_err(|e| corrupt("users.status", e))?,
+        disabled_at: r.try_get(5)?,
+        fields: UserFields {
+            first_name: r.try_get(6)?,
+            last_name: r.try_get(7)?,
+            emails: emails
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(Email::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|e| corrupt("users.emails", e))?,
+            department: r.try_get(9)?,
+            site: r.try_get(10)?,
+            scope: Scope::parse(&scope).map_err(|e| corrupt("users.scope", e))?,
+            kind: UserKind::parse(&kind).map_err(|e| corrupt("users.kind", e))?,
+            title: r.try_get(13)?,
+            caller_id: caller_id
+                .map(|c| PhoneNumber::parse(&c))
+                .transpose()
+                .map_err(|e| corrupt("users.caller_id", e))?,
+            voicemail: voicemail != 0,
+            device: devices.get(&id).copied(),
+        },
+    })
+}
+
+impl Store {
+    /// Every user of the domain (all sources and hand-made ones), with the
+    /// type of each user's first device.
+    #[tracing::instrument(skip(self))]
+    pub async fn load_users(&self, domain_id: i64) -> Result<Vec<StoredUser>, StoreError> {
+        let mut devices: HashMap<i64, DeviceType> = HashMap::new();
+        let rows = sqlx::query(
+            "SELECT user_id, device_type FROM devices WHERE domain_id = $1 ORDER BY id",
+        )
+        .bind(domain_id)
+        .fetch_all(self.pool())
+        .await?;
+        for r in rows {
+            let t: String = r.try_get(1)?;
+            let t = DeviceType::parse(&t).map_err(|e| corrupt("devices.device_type", e))?;
+            devices.entry(r.try_get(0)?).or_insert(t);
+        }
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE domain_id = $1 ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(domain_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| stored_user(r, &devices)).collect()
+    }
+
+    /// Inserts users in one statement; returns (extension, id) pairs.
+    pub async fn insert_users(
+        tx: &mut Transaction<'static, Any>,
+        domain_id: i64,
+        users: &[NewUser<'_>],
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let mut ids = HashMap::with_capacity(users.len());
+        if users.is_empty() {
+            return Ok(ids);
+        }
+        let t = now();
+        let mut q = Sql::new(
+            "INSERT INTO users (domain_id, extension, kind, first_name, last_name, emails, department, site, \
+             scope, title, caller_id, emergency_caller_id, voicemail, timezone, language, dial_permission, \
+             status, source, source_id, created_at, updated_at) ",
+        );
+        q.values(users, |b, u| {
+            let f = u.fields;
+            b.bind(domain_id)
+                .bind(u.extension.to_string())
+                .bind(f.kind.as_str())
+                .bind(f.first_name.clone())
+                .bind(f.last_name.clone())
+                .bind(join_emails(&f.emails))
+                .bind(f.department.clone())
+                .bind(f.site.clone())
+                .bind(f.scope.as_str())
+                .bind(f.title.clone())
+                .bind(u.caller_id.clone())
+                .bind(u.emergency_caller_id.clone())
+                .bind(flag(f.voicemail))
+                .bind(u.timezone.clone())
+                .bind(u.language.clone())
+                .bind(u.dial_permission.clone())
+                .bind("active")
+                .bind(u.source.to_string())
+                .bind(u.source_id.to_string())
+                .bind(t)
+                .bind(t);
+        });
+        q.push(" RETURNING id, extension");
+        for r in q.build().fetch_all(&mut **tx).await? {
+            ids.insert(r.try_get::<String, _>(1)?, r.try_get::<i64, _>(0)?);
+        }
+        Ok(ids)
+    }
+
+    /// Inserts devices in one statement, each with a fresh 128-bit secret.
+    pub async fn insert_devices(
+        tx: &mut Transaction<'static, Any>,
+        domain_id: i64,
+        devices: &[NewDevice],
+    ) -> Result<(), StoreError> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let t = now();
+        for chunk in devices.chunks(1000) {
+            let mut q = Sql::new(
+                "INSERT INTO devices (user_id, domain_id, device_type, sip_username, secret, enabled, created_at) ",
+            );
+            q.values(chunk, |b, d| {
+                b.bind(d.user_id)
+                    .bind(domain_id)
+                    .bind(d.device_type.as_str())
+                    .bind(d.sip_username.clone())
+                    .bind(new_secret())
+                    .bind(1_i64)
+                    .bind(t);
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the source-controlled fields of one user; `activate` also
+    /// re-enables the user and their devices.
+    pub async fn update_user(
+        tx: &mut Transaction<'static, Any>,
+        id: i64,
+        f: &UserFields,
+        activate: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET first_name = $1, last_name = $2, emails = $3, department = $4, site = $5,
+               scope = $6, kind = $7, title = $8, caller_id = $9, voicemail = $10, updated_at = $11
+             WHERE id = $12",
+        )
+        .bind(f.first_name.clone())
+        .bind(f.last_name.clone())
+        .bind(join_emails(&f.emails))
+        .bind(f.department.clone())
+        .bind(f.site.clone())
+        .bind(f.scope.as_str())
+        .bind(f.kind.as_str())
+        .bind(f.title.clone())
+        .bind(f.caller_id.as_ref().map(|c| c.as_str().to_string()))
+        .bind(flag(f.voicemail))
+        .bind(now())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        if let Some(t) = f.device {
+            sqlx::query(
+                "UPDATE devices SET device_type = $1 WHERE user_id = $2 AND device_type <> $1",
+            )
+            .bind(t.as_str())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if activate {
+            Self::set_status(tx, &[id], Status::Active).await?;
+        }
+        Ok(())
+    }
+
+    /// Disables (portal login and devices off, voicemail kept) or re-enables users.
+    pub async fn set_status(
+        tx: &mut Transaction<'static, Any>,
+        ids: &[i64],
+        status: Status,
+    ) -> Result<(), StoreError> {
+        let t = now();
+        let (disabled_at, enabled) = match status {
+            Status::Active => (None, 1_i64),
+            Status::Disabled => (Some(t), 0_i64),
+        };
+        for chunk in ids.chunks(500) {
+            let mut q = Sql::new("UPDATE users SET status = ");
+            q.bind(status.as_str())
+                .push(", disabled_at = ")
+                .bind(disabled_at)
+                .push(", updated_at = ")
+                .bind(t)
+                .push(" WHERE id IN ")
+                .list(chunk.iter().copied());
+            q.build().execute(&mut **tx).await?;
+            let mut q = Sql::new("UPDATE devices SET enabled = ");
+            q.bind(enabled)
+                .push(" WHERE user_id IN ")
+                .list(chunk.iter().copied());
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes users (and, by cascade, their devices).
+    pub async fn delete_users(
+        tx: &mut Transaction<'static, Any>,
+        ids: &[i64],
+    ) -> Result<(), StoreError> {
+        for chunk in ids.chunks(500) {
+            let mut q = Sql::new("DELETE FROM users WHERE id IN ");
+            q.list(chunk.iter().copied());
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Users for listing, optionally of one domain, ordered by domain and extension.
+    pub async fn list_users(&self, domain: Option<&str>) -> Result<Vec<UserView>, StoreError> {
+        let mut q = Sql::new(
+            "SELECT u.id, d.name, u.extension, u.first_name, u.last_name, u.emails, u.department, u.site, \
+             u.scope, u.kind, u.status, u.source, u.source_id, \
+             CASE WHEN u.portal_password_hash IS NULL THEN 0 ELSE 1 END, \
+             CASE WHEN u.voicemail_pin_hash IS NULL THEN 0 ELSE 1 END \
+             FROM users u JOIN domains d ON d.id = u.domain_id",
+        );
+        if let Some(d) = domain {
+            q.push(" WHERE d.name = ").bind(d.to_ascii_lowercase());
+        }
+        q.push(" ORDER BY d.name, u.extension");
+        let rows = q.build().fetch_all(self.pool()).await?;
+        let mut devices: HashMap<i64, Vec<DeviceView>> = HashMap::new();
+        for r in sqlx::query(
+            "SELECT user_id, device_type, sip_username, enabled FROM devices ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?
+        {
+            devices.entry(r.try_get(0)?).or_default().push(DeviceView {
+                device_type: r.try_get(1)?,
+                sip_username: r.try_get(2)?,
+                enabled: r.try_get::<i64, _>(3)? != 0,
+            });
+        }
+        rows.iter()
+            .map(|r| {
+                let emails: String = r.try_get(5)?;
+                let emails: Vec<String> = emails
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let has_pw = r.try_get::<i64, _>(13)? != 0;
+                let has_pin = r.try_get::<i64, _>(14)? != 0;
+                Ok(UserView {
+                    tags: tags(!emails.is_empty(), has_pw, has_pin),
+                    domain: r.try_get(1)?,
+                    extension: r.try_get(2)?,
+                    first_name: r.try_get(3)?,
+                    last_name: r.try_get(4)?,
+                    emails,
+                    department: r.try_get(6)?,
+                    site: r.try_get(7)?,
+                    scope: r.try_get(8)?,
+                    kind: r.try_get(9)?,
+                    status: r.try_get(10)?,
+                    source: r.try_get(11)?,
+                    source_id: r.try_get(12)?,
+                    devices: devices.remove(&r.try_get::<i64, _>(0)?).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_table() {
+        // (email, password, pin) -> tags
+        type Case = ((bool, bool, bool), &'static [&'static str]);
+        let cases: &[Case] = &[
+            ((true, false, false), &["New", "Password Required"]),
+            (
+                (false, false, false),
+                &["Setup Required", "Password Required"],
+            ),
+            ((true, true, false), &[]),
+            ((true, false, true), &["Password Required"]),
+            ((false, true, true), &["Setup Required"]),
+        ];
+        for ((e, p, n), want) in cases {
+            assert_eq!(tags(*e, *p, *n), *want, "{e} {p} {n}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_128_bits_and_differ() {
+        let (a, b) = (new_secret(), new_secret());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}
