@@ -373,13 +373,22 @@ impl Checker<'_> {
         }
     }
 
+    /// Resolves against the config's folder into an absolute path without
+    /// `.` or `..` (SQLite URLs and messages want a clean path).
     fn resolve(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
+        let joined = self.base.join(p);
+        let abs = std::path::absolute(&joined).unwrap_or(joined);
+        let mut out = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
         }
+        out
     }
 
     fn check(&self, raw: RawConfig) -> Result<Config, ConfigError> {

@@ -210,8 +210,11 @@ pub fn diff(old: &UserFields, new: &UserFields) -> Vec<Change> {
         Some(new.kind.to_string()),
     );
     cmp("title", opt(&old.title), opt(&new.title));
+    // A blank caller ID keeps the one the user has (often the site default).
     let cid = |f: &UserFields| f.caller_id.as_ref().map(|c| c.as_str().to_string());
-    cmp("caller_id", cid(old), cid(new));
+    if new.caller_id.is_some() {
+        cmp("caller_id", cid(old), cid(new));
+    }
     cmp(
         "voicemail",
         Some(old.voicemail.to_string()),
@@ -228,11 +231,15 @@ pub fn diff(old: &UserFields, new: &UserFields) -> Vec<Change> {
     out
 }
 
-/// The fields to write: the new ones, but a device the user already has is kept.
+/// The fields to write: the new ones, but a device and a caller ID the user
+/// already has are kept when the source says nothing about them.
 fn merged(old: &UserFields, new: &UserFields) -> UserFields {
     let mut f = new.clone();
     if f.device.is_none() {
         f.device = old.device;
+    }
+    if f.caller_id.is_none() {
+        f.caller_id.clone_from(&old.caller_id);
     }
     f
 }

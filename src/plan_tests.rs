@@ -497,3 +497,21 @@ fn plans_round_trip_through_json() {
     let back: Plan = serde_json::from_str(&json).unwrap();
     assert_eq!(back, p);
 }
+
+#[test]
+fn a_blank_caller_id_keeps_the_site_default() {
+    // Regression: users given their site's caller ID were "updated" on every run.
+    let cfg = config("");
+    let mut old = stored(1, "1000", Some("hr"), "a", Status::Active);
+    old.fields.caller_id = crate::model::PhoneNumber::parse("+15550100101").ok();
+    let c = Case {
+        name: "",
+        mode: SyncMode::Full,
+        complete: true,
+        specs: vec![spec("a")],
+        stored: vec![old],
+        errors: vec![],
+        want: vec![],
+    };
+    assert_eq!(plan_for(&c, &cfg).actions[0].name(), "unchanged");
+}

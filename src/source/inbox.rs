@@ -303,7 +303,10 @@ mod tests {
             ib.claim(&f).unwrap_or_else(|e| panic!("{e}")).is_none(),
             "a vanished file is not claimed"
         );
-        assert_eq!(ib.processing_files().unwrap_or_default(), std::slice::from_ref(&c.path));
+        assert_eq!(
+            ib.processing_files().unwrap_or_default(),
+            std::slice::from_ref(&c.path)
+        );
         let report = ResultReport {
             header: vec!["Employee ID".into(), "First Name".into()],
             rows: vec![ResultRow {

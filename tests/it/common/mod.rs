@@ -49,6 +49,7 @@ numbers = ["+15550100100-+15550100199"]
 [[domain.site]]
 name = "HQ"
 numbering = ["2000-2999"]
+caller_id = "+15550100101"   # regression: a site default caller ID made every re-run an update
 [[mapping.rule]]
 group = "Support Agents"
 scope = "Call Center Agent"
