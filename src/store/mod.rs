@@ -412,7 +412,10 @@ impl Store {
             .await?;
         }
         for chunk in d.numbers.chunks(500) {
-            let mut q = Sql::new("INSERT INTO phone_numbers (domain_id, number) ");
+            let mut q = Sql::new(
+                tx.backend_name(),
+                "INSERT INTO phone_numbers (domain_id, number) ",
+            );
             q.values(chunk, |t, n| {
                 t.bind(dom.id).bind(n.as_str().to_string());
             });
@@ -436,7 +439,7 @@ impl Store {
             NameTable::Sites => "INSERT INTO sites (domain_id, name) ",
         };
         for chunk in names.chunks(500) {
-            let mut q = Sql::new(sql);
+            let mut q = Sql::new(tx.backend_name(), sql);
             q.values(chunk, |t, n| {
                 t.bind(domain_id).bind(n.to_string());
             });

@@ -82,8 +82,10 @@ impl Store {
         actions: &[ActionRecord<'_>],
     ) -> Result<(), StoreError> {
         for chunk in actions.chunks(1000) {
-            let mut q =
-                Sql::new("INSERT INTO run_actions (run_id, user_id, source_id, action, detail) ");
+            let mut q = Sql::new(
+                tx.backend_name(),
+                "INSERT INTO run_actions (run_id, user_id, source_id, action, detail) ",
+            );
             q.values(chunk, |b, a| {
                 b.bind(run_id)
                     .bind(a.user_id)

@@ -187,7 +187,7 @@ impl Store {
             return Ok(ids);
         }
         let t = now();
-        let mut q = Sql::new(
+        let mut q = Sql::new(tx.backend_name(),
             "INSERT INTO users (domain_id, extension, kind, first_name, last_name, emails, department, site, \
              scope, title, caller_id, emergency_caller_id, voicemail, timezone, language, dial_permission, \
              status, source, source_id, created_at, updated_at) ",
@@ -234,7 +234,7 @@ impl Store {
         }
         let t = now();
         for chunk in devices.chunks(1000) {
-            let mut q = Sql::new(
+            let mut q = Sql::new(tx.backend_name(),
                 "INSERT INTO devices (user_id, domain_id, device_type, sip_username, secret, enabled, created_at) ",
             );
             q.values(chunk, |b, d| {
@@ -305,7 +305,7 @@ impl Store {
             Status::Disabled => (Some(t), 0_i64),
         };
         for chunk in ids.chunks(500) {
-            let mut q = Sql::new("UPDATE users SET status = ");
+            let mut q = Sql::new(tx.backend_name(), "UPDATE users SET status = ");
             q.bind(status.as_str())
                 .push(", disabled_at = ")
                 .bind(disabled_at)
@@ -314,7 +314,7 @@ impl Store {
                 .push(" WHERE id IN ")
                 .list(chunk.iter().copied());
             q.build().execute(&mut **tx).await?;
-            let mut q = Sql::new("UPDATE devices SET enabled = ");
+            let mut q = Sql::new(tx.backend_name(), "UPDATE devices SET enabled = ");
             q.bind(enabled)
                 .push(" WHERE user_id IN ")
                 .list(chunk.iter().copied());
@@ -329,7 +329,7 @@ impl Store {
         ids: &[i64],
     ) -> Result<(), StoreError> {
         for chunk in ids.chunks(500) {
-            let mut q = Sql::new("DELETE FROM users WHERE id IN ");
+            let mut q = Sql::new(tx.backend_name(), "DELETE FROM users WHERE id IN ");
             q.list(chunk.iter().copied());
             q.build().execute(&mut **tx).await?;
         }
@@ -338,7 +338,7 @@ impl Store {
 
     /// Users for listing, optionally of one domain, ordered by domain and extension.
     pub async fn list_users(&self, domain: Option<&str>) -> Result<Vec<UserView>, StoreError> {
-        let mut q = Sql::new(
+        let mut q = Sql::new(match self.backend() { super::Backend::Sqlite => "SQLite", super::Backend::Postgres => "PostgreSQL" },
             "SELECT u.id, d.name, u.extension, u.first_name, u.last_name, u.emails, u.department, u.site, \
              u.scope, u.kind, u.status, u.source, u.source_id, \
              CASE WHEN u.portal_password_hash IS NULL THEN 0 ELSE 1 END, \
