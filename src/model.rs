@@ -112,7 +112,11 @@ impl Email {
         if !labels_ok {
             return Err(bad());
         }
-        Ok(Email(format!("{local}@{}", domain.to_lowercase())))
+        if domain.chars().any(char::is_uppercase) {
+            Ok(Email(format!("{local}@{}", domain.to_lowercase())))
+        } else {
+            Ok(Email(s.to_string()))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -194,6 +198,12 @@ macro_rules! label_enum {
                 match self { $($name::$var => $label),+ }
             }
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+                // Exact labels (what the store holds) need no folding.
+                $(
+                    if raw == $label {
+                        return Ok($name::$var);
+                    }
+                )+
                 let f = fold(raw);
                 $(
                     if f == fold($label) $(|| f == fold($alias))* {

@@ -102,7 +102,11 @@ async fn plan_and_apply(
     read: Read,
     opts: &RunOptions,
 ) -> Result<(RunReport, Plan), SyncError> {
+    let t = std::time::Instant::now();
     let (specs, mut errors) = map_all(&read.records, domain, &cfg.rules);
+    // The specs carry everything the plan needs from here on.
+    drop(read.records);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase map");
     let mut all_errors = read.errors;
     all_errors.append(&mut errors);
     let dom = store.find_domain(&domain.name).await?;
@@ -110,6 +114,7 @@ async fn plan_and_apply(
         Some(d) => store.load_users(d.id).await?,
         None => Vec::new(),
     };
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase load");
     let plan = make_plan(PlanInput {
         source: &source.name,
         mode: source.mode,
@@ -124,6 +129,7 @@ async fn plan_and_apply(
         now: now(),
         files: read.files,
     });
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase plan");
     if let Some(path) = &opts.plan_out {
         write_plan(path, &plan)?;
     }
@@ -131,6 +137,7 @@ async fn plan_and_apply(
         return Ok((RunReport::new(&plan, None, true, false, &[]), plan));
     }
     let report = execute(cfg, store, &plan, opts).await?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase apply");
     Ok((report, plan))
 }
 
@@ -265,15 +272,19 @@ pub fn read_csv_files(
         files: Vec::new(),
     };
     let mut parsed = Vec::new();
-    let mut seen: HashMap<String, (String, Option<u64>)> = HashMap::new();
+    // Employee id -> (index of its file in read.files, row).
+    let mut seen: HashMap<String, (usize, Option<u64>)> = HashMap::new();
     for p in paths {
         let name = p.display().to_string();
         read.files.push(name.clone());
         match csvsrc::read_file(p, opts) {
-            Ok(f) => {
+            Ok(mut f) => {
                 read.errors.extend(f.errors.iter().cloned());
-                for r in &f.records {
+                // The records go to the run; the file keeps its raw rows
+                // for the per-row result CSV.
+                for r in std::mem::take(&mut f.records) {
                     if let Some((file, row)) = seen.get(&r.source_id) {
+                        let file = &read.files[*file];
                         let at = row.map_or(String::new(), |row| format!(", row {row}"));
                         read.errors.push(RowError {
                             file: name.clone(),
@@ -287,8 +298,8 @@ pub fn read_csv_files(
                         });
                         continue;
                     }
-                    seen.insert(r.source_id.clone(), (name.clone(), r.origin.row));
-                    read.records.push(r.clone());
+                    seen.insert(r.source_id.clone(), (read.files.len() - 1, r.origin.row));
+                    read.records.push(r);
                 }
                 parsed.push(Ok(f));
             }
@@ -319,8 +330,11 @@ pub async fn import_files(
     opts: &RunOptions,
 ) -> Result<RunReport, SyncError> {
     let csv = csv_source(source)?;
+    let t = std::time::Instant::now();
     let (read, parsed) = read_csv_files(paths, &options(csv));
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase read");
     let (mut report, plan) = run_sync(cfg, store, source, read, opts).await?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase sync");
     if opts.dry_run {
         return Ok(report);
     }
@@ -334,11 +348,12 @@ pub async fn import_files(
             "run-{}-{base}.result.csv",
             report.run_id.unwrap_or(0)
         ));
-        let result = result_report(&file, &plan, &report);
+        let read_ok = file.is_ok();
+        let result = result_report(file, &plan, &report);
         inbox::write_result_csv(&out, &result).map_err(io(&out))?;
         report.files.push(FileReport {
             file: path.display().to_string(),
-            status: if file.is_ok() {
+            status: if read_ok {
                 "read".into()
             } else {
                 "refused".into()
@@ -347,6 +362,7 @@ pub async fn import_files(
             result_csv: Some(out.display().to_string()),
         });
     }
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase report");
     Ok(report)
 }
 
@@ -397,8 +413,8 @@ pub async fn process_inbox(
             })
         });
         let (mut report, plan) = run_sync(cfg, store, source, read, opts).await?;
-        let result = result_report(&file, &plan, &report);
         let ok = file.is_ok() && report.outcome != Outcome::Refused;
+        let result = result_report(file, &plan, &report);
         let outcome = if ok {
             inbox::Outcome::Archived
         } else {
@@ -422,18 +438,14 @@ pub async fn process_inbox(
 }
 
 /// Per-row results for one file: what happened to each row and why.
-fn result_report(
-    file: &Result<CsvFile, RowError>,
-    plan: &Plan,
-    report: &RunReport,
-) -> ResultReport {
+fn result_report(file: Result<CsvFile, RowError>, plan: &Plan, report: &RunReport) -> ResultReport {
     let f = match file {
         Ok(f) => f,
         Err(e) => {
             return ResultReport {
                 header: Vec::new(),
                 rows: Vec::new(),
-                file_message: Some(e.message.clone()),
+                file_message: Some(e.message),
             }
         }
     };
@@ -500,7 +512,7 @@ fn result_report(
     }
     let rows = f
         .rows
-        .iter()
+        .into_iter()
         .map(|r| {
             let (result, extension, message) = match errors.remove(&r.row) {
                 Some(msgs) => ("error".to_string(), None, Some(msgs.join("; "))),
@@ -517,7 +529,7 @@ fn result_report(
             };
             ResultRow {
                 row: r.row,
-                cells: r.cells.clone(),
+                cells: r.cells,
                 result,
                 extension,
                 message,
@@ -530,7 +542,7 @@ fn result_report(
         .filter(|_| !applied && !report.dry_run)
         .map(|why| format!("run refused, nothing applied: {why}"));
     ResultReport {
-        header: f.header.clone(),
+        header: f.header,
         rows,
         file_message,
     }

@@ -22,7 +22,8 @@ pub struct CsvOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvRow {
     pub row: u64,
-    pub cells: Vec<String>,
+    /// The row as read (one buffer for all its cells).
+    pub cells: csv::StringRecord,
     pub source_id: Option<String>,
 }
 
@@ -273,7 +274,7 @@ pub fn parse_bytes(name: &str, bytes: &[u8], opts: &CsvOptions) -> Result<CsvFil
         prev_row = row;
         last_len = rec.len();
         last_row = row;
-        let cells: Vec<String> = rec.iter().map(str::to_string).collect();
+        let cells = rec;
         if cells.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
@@ -378,7 +379,7 @@ fn split(v: &str, seps: &[char]) -> Vec<String> {
 }
 
 fn row_record(
-    cells: &[String],
+    cells: &csv::StringRecord,
     header: &[String],
     columns: &HashMap<Field, usize>,
     origin: Origin,
@@ -403,7 +404,12 @@ fn row_record(
             source_id: source_id.clone(),
         });
     };
-    if cells.len() > header.len() && cells[header.len()..].iter().any(|c| !c.trim().is_empty()) {
+    if cells.len() > header.len()
+        && cells
+            .iter()
+            .skip(header.len())
+            .any(|c| !c.trim().is_empty())
+    {
         err(
             None,
             format!(

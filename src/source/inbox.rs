@@ -41,7 +41,7 @@ pub struct ResultReport {
 #[derive(Debug, Clone)]
 pub struct ResultRow {
     pub row: u64,
-    pub cells: Vec<String>,
+    pub cells: csv::StringRecord,
     pub result: String,
     pub extension: Option<String>,
     pub message: Option<String>,
@@ -234,9 +234,8 @@ pub fn write_result_csv(path: &Path, report: &ResultReport) -> std::io::Result<(
     }
     for r in &report.rows {
         let mut rec = vec![r.row.to_string()];
-        let mut cells = r.cells.clone();
-        cells.resize(pad.max(cells.len()), String::new());
-        rec.extend(cells);
+        rec.extend(r.cells.iter().map(str::to_string));
+        rec.resize(1 + pad.max(r.cells.len()), String::new());
         rec.extend([
             r.result.clone(),
             r.extension.clone().unwrap_or_default(),
@@ -311,7 +310,7 @@ mod tests {
             header: vec!["Employee ID".into(), "First Name".into()],
             rows: vec![ResultRow {
                 row: 2,
-                cells: vec!["E1".into(), "=HYPERLINK(\"x\")".into()],
+                cells: csv::StringRecord::from(vec!["E1", "=HYPERLINK(\"x\")"]),
                 result: "error".into(),
                 extension: None,
                 message: Some("-2 @SUM +1".into()),
