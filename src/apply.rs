@@ -396,7 +396,7 @@ async fn write_chunk(
             }
         }
     }
-    Store::insert_devices(&mut tx, domain_id, &devices).await?;
+    Store::insert_devices(&mut tx, domain_id, &d.name, &devices).await?;
     Store::set_status(&mut tx, &disable, Status::Disabled).await?;
     Store::delete_users(&mut tx, &delete).await?;
     if let Some(run) = run_id {

@@ -118,8 +118,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// List devices with their state (`registrable`: a SIP registrar reading
+    /// the `sip_subscriber` view accepts it now), or rotate a device secret.
+    #[command(args_conflicts_with_subcommands = true)]
+    Devices {
+        #[command(subcommand)]
+        action: Option<DevicesAction>,
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Load and check the config, open the store, and say what is configured.
     CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesAction {
+    /// Give the SIP device of the user with EXTENSION a new secret and print
+    /// it once; the old secret stops registering at once.
+    RotateSecret {
+        #[arg(long)]
+        domain: String,
+        extension: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -278,6 +302,45 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             store.close().await;
             crate::render::runs(&runs, format)?;
             Ok(0)
+        }
+        Command::Devices {
+            action: None,
+            domain,
+            format,
+        } => {
+            let store = open_store(cfg).await?;
+            let devices = store.list_devices(domain.as_deref()).await?;
+            store.close().await;
+            crate::render::devices(&devices, format)?;
+            Ok(0)
+        }
+        Command::Devices {
+            action:
+                Some(DevicesAction::RotateSecret {
+                    domain,
+                    extension,
+                    format,
+                }),
+            ..
+        } => {
+            let store = open_store(cfg).await?;
+            let rotated = store.rotate_secret(&domain, &extension).await?;
+            store.close().await;
+            match rotated {
+                Some(r) => {
+                    tracing::info!(
+                        domain = %r.domain,
+                        extension = %r.extension,
+                        "device secret rotated"
+                    );
+                    crate::render::rotated(&r, format)?;
+                    Ok(0)
+                }
+                None => Err(Usage(format!(
+                    "domain {domain} has no user with extension {extension} and a SIP device"
+                ))
+                .into()),
+            }
         }
         Command::CheckConfig => {
             let store = open_store(cfg).await?;

@@ -3,7 +3,7 @@
 
 use crate::cli::{Format, ListFormat};
 use crate::source::inbox::safe_cell;
-use crate::store::{RunRow, UserView};
+use crate::store::{DeviceView, Rotated, RunRow, UserView};
 use std::io::Write;
 
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -140,6 +140,61 @@ pub fn runs(runs: &[RunRow], format: Format) -> anyhow::Result<()> {
                 .collect();
             write!(out, "{}", table(&header, &rows))?;
         }
+    }
+    Ok(())
+}
+
+pub fn devices(devices: &[DeviceView], format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(devices)?)?,
+        Format::Table => {
+            let header = [
+                "domain",
+                "extension",
+                "sip_username",
+                "type",
+                "enabled",
+                "registrable",
+                "user_status",
+                "name",
+            ];
+            let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+            let rows: Vec<Vec<String>> = devices
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.domain.clone(),
+                        d.extension.clone(),
+                        d.sip_username.clone(),
+                        d.device_type.clone(),
+                        yes(d.enabled),
+                        yes(d.registrable),
+                        d.user_status.clone(),
+                        format!("{} {}", d.first_name, opt(&d.last_name))
+                            .trim()
+                            .to_string(),
+                    ]
+                })
+                .collect();
+            write!(out, "{}", table(&header, &rows))?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints a new device secret, the only time it is shown.
+pub fn rotated(r: &Rotated, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string(r)?)?,
+        Format::Table => writeln!(
+            out,
+            "new secret for {}@{} (extension {}): {}\n\
+             The old secret no longer registers. This is the only time the secret is shown here;\n\
+             enter it in the phone or its provisioning profile, never in an email.",
+            r.sip_username, r.domain, r.extension, r.secret
+        )?,
     }
     Ok(())
 }

@@ -6,14 +6,18 @@
 //! transactions on SQLite begin `IMMEDIATE`, so a writer never fails half-way
 //! with "database is locked"; the busy timeout makes it wait instead.
 //!
-//! `users.rs` holds the user and device queries, `runs.rs` the run history.
+//! `users.rs` holds the user and device queries, `devices.rs` the registrar
+//! side of devices (digest hashes, listing, secret rotation), `runs.rs` the
+//! run history.
 
+mod devices;
 mod runs;
 mod sql;
 mod users;
 
 pub use sql::Sql;
 
+pub use devices::{digest_hashes, DeviceView, Rotated};
 pub use runs::{ActionRecord, RunRow};
 pub use users::{NewDevice, NewUser, StoredUser, UserView};
 
@@ -236,11 +240,16 @@ impl Store {
             (Backend::Sqlite, None) => SQLITE_MIGRATIONS.run(&pool).await?,
             (Backend::Postgres, _) => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store {
+        let store = Store {
             pool,
             backend,
             sqlite_file,
-        })
+        };
+        let filled = store.backfill_digests().await?;
+        if filled > 0 {
+            tracing::info!(devices = filled, "filled in SIP digest hashes");
+        }
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

@@ -313,6 +313,7 @@ impl Store {
     pub async fn insert_devices(
         tx: &mut Transaction<'static, Any>,
         domain_id: i64,
+        realm: &str,
         devices: &[NewDevice],
     ) -> Result<(), StoreError> {
         if devices.is_empty() {
@@ -321,14 +322,19 @@ impl Store {
         let t = now();
         for chunk in devices.chunks(1000) {
             let mut q = Sql::new(tx.backend_name(),
-                "INSERT INTO devices (user_id, domain_id, device_type, sip_username, secret, enabled, created_at) ",
+                "INSERT INTO devices (user_id, domain_id, device_type, sip_username, secret, ha1, ha1b, \
+                 enabled, created_at) ",
             );
             q.values(chunk, |b, d| {
+                let secret = new_secret();
+                let (ha1, ha1b) = super::digest_hashes(&d.sip_username, realm, &secret);
                 b.bind(d.user_id)
                     .bind(domain_id)
                     .bind(d.device_type.as_str())
                     .bind(d.sip_username.clone())
-                    .bind(new_secret())
+                    .bind(secret)
+                    .bind(ha1)
+                    .bind(ha1b)
                     .bind(1_i64)
                     .bind(t);
             });

@@ -6,6 +6,7 @@ mod common;
 mod import;
 mod inbox;
 mod resume;
+mod sip;
 mod store;
 
 /// Declares one test per backend for an `async fn(Backend)` scenario.

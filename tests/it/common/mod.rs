@@ -3,6 +3,7 @@
 //! the real `pbx-onboard` binary.
 
 pub mod pg;
+pub mod sip;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -113,6 +114,29 @@ settle_seconds = 0.2
         let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
         args.extend(names.iter().map(String::as_str));
         self.json(&args)
+    }
+
+    /// The store's URL with a SQLite path made absolute (for other programs).
+    pub fn absolute_url(&self) -> String {
+        match self.url.strip_prefix("sqlite://") {
+            Some(rel) => format!("sqlite://{}", self.path(rel).display()),
+            None => self.url.clone(),
+        }
+    }
+
+    /// One text value read straight from the store.
+    pub async fn scalar(&self, sql: &str) -> String {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&self.absolute_url())
+            .await
+            .expect("connect to the store");
+        let v: String = sqlx::query_scalar(sql)
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        c.close().await.ok();
+        v
     }
 
     pub fn users(&self) -> Vec<Value> {
