@@ -47,11 +47,18 @@ pub struct ApplyOutcome {
     pub throttled: Duration,
     pub chunks: u64,
     pub retries: u64,
+    /// Stopped between chunks by a shutdown; the rest waits for the next run.
+    pub interrupted: bool,
 }
+
+/// Set by a shutdown: apply stops before its next chunk (the one in flight
+/// commits or rolls back whole).
+pub type StopFlag = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 pub struct ApplyOptions {
     pub run_id: Option<i64>,
     pub progress: bool,
+    pub stop: Option<StopFlag>,
 }
 
 const MAX_ATTEMPTS: u32 = 6;
@@ -104,6 +111,19 @@ pub async fn apply_plan(
 
     let mut revision = dom.revision;
     for chunk in writes.chunks(chunk_size.max(1)) {
+        if opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            tracing::info!(
+                applied = out.applied,
+                left = writes.len() as u64 - out.applied,
+                "stopping between chunks for shutdown"
+            );
+            out.interrupted = true;
+            break;
+        }
         if let Some(l) = &limiter {
             let n = NonZeroU32::new(chunk.len() as u32).unwrap_or(NonZeroU32::MIN);
             let t = Instant::now();

@@ -129,6 +129,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run as a service: watch the drop folders, run the schedules, serve
+    /// /healthz and /metrics. SIGTERM stops, SIGHUP reloads the config.
+    Daemon,
     /// Load and check the config, open the store, and say what is configured.
     CheckConfig,
 }
@@ -155,6 +158,16 @@ pub async fn run(cli: Cli) -> i32 {
             return 2;
         }
     };
+    if let Command::Daemon = cli.command {
+        return match crate::daemon::run(&cli.config, config).await {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::error!(error = %e, "daemon failed");
+                eprintln!("error: {e}");
+                4
+            }
+        };
+    }
     match dispatch(cli.command, &config).await {
         Ok(code) => code,
         Err(e) if e.downcast_ref::<Usage>().is_some() => {
@@ -245,6 +258,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 override_limits,
                 progress: progress && format == Format::Table,
                 plan_out,
+                stop: None,
             };
             let reports = if files.is_empty() {
                 if opts.plan_out.is_some() {
@@ -276,6 +290,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 override_limits,
                 progress: progress && format == Format::Table,
                 plan_out: None,
+                stop: None,
             };
             let r = sync::apply_saved_plan(cfg, &store, &plan, &opts).await?;
             store.close().await;
@@ -341,6 +356,9 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 ))
                 .into()),
             }
+        }
+        Command::Daemon => {
+            Err(Usage("the daemon is started by `run`, not `dispatch`".into()).into())
         }
         Command::CheckConfig => {
             let store = open_store(cfg).await?;

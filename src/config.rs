@@ -50,6 +50,23 @@ struct RawConfig {
     mapping: RawMapping,
     #[serde(rename = "source", default)]
     sources: Vec<RawSource>,
+    #[serde(default)]
+    web: Option<RawWeb>,
+    #[serde(default)]
+    daemon: Option<RawDaemon>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    #[serde(default)]
+    rescan_seconds: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +202,8 @@ struct RawSource {
     settle_seconds: Option<f64>,
     #[serde(default)]
     delete_after_days: Option<u32>,
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------- checked shape
@@ -199,6 +218,20 @@ pub struct Config {
     pub domains: Vec<DomainConfig>,
     pub rules: Vec<Rule>,
     pub sources: Vec<SourceConfig>,
+    pub web: WebConfig,
+    pub daemon: DaemonConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Where the daemon serves `/healthz` and `/metrics`.
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Drop folders are rescanned this often even without a file event.
+    pub rescan: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +314,8 @@ pub struct SourceConfig {
     pub mode: SyncMode,
     pub kind: SourceKind,
     pub delete_after_days: Option<u32>,
+    /// Cron expression (with seconds) for scheduled runs in the daemon.
+    pub schedule: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +331,13 @@ pub struct CsvSourceConfig {
 }
 
 // ---------------------------------------------------------------- loading
+
+/// Checks a cron expression the way the daemon's scheduler will read it.
+fn croner_check(expr: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -424,6 +466,33 @@ impl Checker<'_> {
             }
             sources.push(sc);
         }
+        let web = match &raw.web {
+            None => WebConfig {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8480)),
+            },
+            Some(w) => WebConfig {
+                listen: w.listen.get_ref().trim().parse().map_err(|_| {
+                    self.err(
+                        w.listen.span(),
+                        "web.listen",
+                        "expected an address and port, like \"127.0.0.1:8480\" or \"[::1]:8480\"",
+                    )
+                })?,
+            },
+        };
+        let rescan = match raw.daemon.as_ref().and_then(|d| d.rescan_seconds.as_ref()) {
+            None => Duration::from_secs(30),
+            Some(v) if (0.1..=3600.0).contains(v.get_ref()) => {
+                Duration::from_secs_f64(*v.get_ref())
+            }
+            Some(v) => {
+                return Err(self.err(
+                    v.span(),
+                    "daemon.rescan_seconds",
+                    "between 0.1 and 3600 seconds",
+                ))
+            }
+        };
         Ok(Config {
             path: self.path.to_path_buf(),
             store,
@@ -433,6 +502,8 @@ impl Checker<'_> {
             domains,
             rules,
             sources,
+            web,
+            daemon: DaemonConfig { rescan },
         })
     }
 
@@ -769,12 +840,27 @@ impl Checker<'_> {
                 ));
             }
         };
+        let schedule = match &s.schedule {
+            None => None,
+            Some(expr) => {
+                let e = expr.get_ref().trim();
+                if let Err(why) = croner_check(e) {
+                    return Err(self.err(
+                        expr.span(),
+                        "source.schedule",
+                        format!("`{e}` is not a cron expression with seconds, like \"0 */15 * * * *\": {why}"),
+                    ));
+                }
+                Some(e.to_string())
+            }
+        };
         Ok(SourceConfig {
             name,
             domain,
             mode,
             kind,
             delete_after_days: s.delete_after_days,
+            schedule,
         })
     }
 }

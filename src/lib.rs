@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod mapping;
 pub mod model;
 pub mod numbering;
@@ -22,3 +23,4 @@ pub mod report;
 pub mod source;
 pub mod store;
 pub mod sync;
+pub mod web;

@@ -69,6 +69,12 @@ pub struct RunReport {
     pub refused: Option<String>,
     pub notes: Vec<String>,
     pub files: Vec<FileReport>,
+    /// A shutdown stopped the apply between chunks.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// Time apply waited on the rate limiter (metrics only).
+    #[serde(skip)]
+    pub throttled: std::time::Duration,
 }
 
 impl RunReport {
@@ -99,6 +105,8 @@ impl RunReport {
             refused: plan.refused.clone(),
             notes: plan.notes.clone(),
             files: Vec::new(),
+            interrupted: false,
+            throttled: std::time::Duration::ZERO,
         };
         for a in &plan.actions {
             if let Action::Conflict {
@@ -174,6 +182,8 @@ impl RunReport {
             refused: None,
             notes: Vec::new(),
             files: Vec::new(),
+            interrupted: false,
+            throttled: std::time::Duration::ZERO,
         }
     }
 

@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub override_limits: bool,
     pub progress: bool,
     pub plan_out: Option<PathBuf>,
+    /// The daemon's shutdown flag: apply stops between chunks.
+    pub stop: Option<crate::apply::StopFlag>,
 }
 
 /// What a source read produced.
@@ -169,6 +171,7 @@ async fn execute(
         &ApplyOptions {
             run_id: Some(run_id),
             progress: opts.progress,
+            stop: opts.stop.clone(),
         },
     )
     .await;
@@ -193,6 +196,16 @@ async fn execute(
         report
             .notes
             .push("safety threshold overridden with --override-limits".into());
+    }
+    report.throttled = outcome.throttled;
+    if outcome.interrupted {
+        report.outcome = Outcome::Partial;
+        report.interrupted = true;
+        report.notes.push(format!(
+            "stopped by shutdown after {} of {} writes; the next run applies the rest",
+            outcome.applied,
+            plan.actions.iter().filter(|a| a.writes()).count()
+        ));
     }
     store.finish_run(run_id, &report).await?;
     tracing::info!(
@@ -388,14 +401,14 @@ pub async fn process_inbox(
         });
     }
     if opts.dry_run {
-        let files = ib.ready_files(csv.settle).map_err(io(&csv.inbox))?;
+        let files = ready_files(&ib, csv).await?;
         let mut reports = Vec::new();
         for f in files {
             reports.push(import_files(cfg, store, source, &[f], opts).await?);
         }
         return Ok(reports);
     }
-    for f in ib.ready_files(csv.settle).map_err(io(&csv.inbox))? {
+    for f in ready_files(&ib, csv).await? {
         if let Some(c) = ib.claim(&f).map_err(io(&f))? {
             claimed.push(c);
         }
@@ -413,6 +426,12 @@ pub async fn process_inbox(
             })
         });
         let (mut report, plan) = run_sync(cfg, store, source, read, opts).await?;
+        if report.interrupted {
+            // Left in processing/: the next pass (or start) imports it again
+            // and plans only what is left.
+            reports.push(report);
+            break;
+        }
         let ok = file.is_ok() && report.outcome != Outcome::Refused;
         let result = result_report(file, &plan, &report);
         let outcome = if ok {
@@ -435,6 +454,15 @@ pub async fn process_inbox(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Settled files of the drop folder, waiting `settle` without blocking.
+async fn ready_files(ib: &Inbox, csv: &CsvSourceConfig) -> Result<Vec<PathBuf>, SyncError> {
+    let snap = ib.snapshot().map_err(io(&csv.inbox))?;
+    if !snap.is_empty() {
+        tokio::time::sleep(csv.settle).await;
+    }
+    Ok(snap.settled())
 }
 
 /// Per-row results for one file: what happened to each row and why.

@@ -56,6 +56,28 @@ fn is_candidate(name: &str) -> bool {
         && [".csv", ".tsv", ".txt"].iter().any(|e| lower.ends_with(e))
 }
 
+/// Candidate files and their (size, mtime) at one moment.
+#[derive(Debug)]
+pub struct Snapshot(Vec<(PathBuf, (u64, SystemTime))>);
+
+impl Snapshot {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The files whose size and modification time have not changed since.
+    pub fn settled(self) -> Vec<PathBuf> {
+        let mut ready: Vec<PathBuf> = self
+            .0
+            .into_iter()
+            .filter(|(p, s)| stamp(p).as_ref() == Some(s))
+            .map(|(p, _)| p)
+            .collect();
+        ready.sort();
+        ready
+    }
+}
+
 fn stamp(p: &Path) -> Option<(u64, SystemTime)> {
     let m = std::fs::metadata(p).ok()?;
     m.is_file()
@@ -120,29 +142,29 @@ impl Inbox {
     }
 
     /// Files ready to claim: CSV-like names, no temporary names, and size and
-    /// modification time unchanged across `settle`. Sorted by name.
+    /// modification time unchanged across `settle`. Sorted by name. Blocks for
+    /// `settle`; async callers use [`Inbox::snapshot`] and [`Snapshot::settled`].
     pub fn ready_files(&self, settle: Duration) -> std::io::Result<Vec<PathBuf>> {
-        let mut first = Vec::new();
+        let snap = self.snapshot()?;
+        if !snap.is_empty() {
+            std::thread::sleep(settle);
+        }
+        Ok(snap.settled())
+    }
+
+    /// The candidate files now, with their size and modification time.
+    pub fn snapshot(&self) -> std::io::Result<Snapshot> {
+        let mut files = Vec::new();
         for e in std::fs::read_dir(&self.root_inbox)? {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
             if is_candidate(&name) {
                 if let Some(s) = stamp(&e.path()) {
-                    first.push((e.path(), s));
+                    files.push((e.path(), s));
                 }
             }
         }
-        if first.is_empty() {
-            return Ok(first.into_iter().map(|(p, _)| p).collect());
-        }
-        std::thread::sleep(settle);
-        let mut ready: Vec<PathBuf> = first
-            .into_iter()
-            .filter(|(p, s)| stamp(p).as_ref() == Some(s))
-            .map(|(p, _)| p)
-            .collect();
-        ready.sort();
-        Ok(ready)
+        Ok(Snapshot(files))
     }
 
     /// Claims a file by renaming it into `processing/`; `None` if another

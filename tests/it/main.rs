@@ -3,6 +3,7 @@
 //! server that the harness starts on loopback (see `common::pg`).
 
 mod common;
+mod daemon;
 mod import;
 mod inbox;
 mod resume;

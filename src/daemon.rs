@@ -1,0 +1,330 @@
+//! `pbx-onboard daemon`: every source's schedule (`tokio-cron-scheduler`),
+//! the drop-folder watch (`notify`, with a periodic rescan as fallback), and
+//! the web server (`/healthz`, `/metrics`), in one process.
+//!
+//! One worker task per source runs that source's passes one after another;
+//! runs of one domain are serialised by the store's domain lock (a file lock
+//! on SQLite, an advisory lock on PostgreSQL), so two sources of one domain,
+//! or two daemons on one PostgreSQL, never sync a domain at once.
+//!
+//! Signals: SIGTERM / SIGINT stop taking work, let apply finish the chunk in
+//! flight (it stops between chunks) and exit within [`SHUTDOWN_GRACE`].
+//! SIGHUP re-reads the config; a bad new config is refused and logged, and
+//! the old one keeps running. systemd `Type=notify` gets READY, RELOADING,
+//! STOPPING and WATCHDOG pings when `$NOTIFY_SOCKET` is set.
+
+use crate::apply::StopFlag;
+use crate::config::{Config, SourceConfig, SourceKind};
+use crate::store::{Store, StoreError};
+use crate::sync::{self, RunOptions};
+use crate::web::{self, AppState, Metrics};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// How long a shutdown waits for work in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install the {0} signal handler: {1}")]
+    Signal(&'static str, #[source] std::io::Error),
+    #[error("the scheduler failed: {0}")]
+    Scheduler(String),
+}
+
+enum Next {
+    Stop,
+    Reload(Box<Config>),
+}
+
+/// Runs until SIGTERM / SIGINT. Returns the process exit code.
+pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("TERM", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| DaemonError::Signal("INT", e))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| DaemonError::Signal("HUP", e))?;
+    let metrics = Arc::new(Metrics::default());
+    let _watchdog = spawn_watchdog();
+    let mut first = true;
+    loop {
+        let store = Store::connect(&cfg.store).await?;
+        let stop: StopFlag = Arc::new(AtomicBool::new(false));
+        let (quit_tx, quit_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let listener = tokio::net::TcpListener::bind(cfg.web.listen)
+            .await
+            .map_err(|source| DaemonError::Listen {
+                addr: cfg.web.listen,
+                source,
+            })?;
+        let app = web::router(AppState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            sources: cfg.sources.iter().map(|s| s.name.clone()).collect(),
+        });
+        let mut web_quit = quit_rx.clone();
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = web_quit.wait_for(|q| *q).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "web server failed");
+            }
+        });
+
+        let shared = Arc::new(cfg.clone());
+        let mut scheduler = tokio_cron_scheduler::JobScheduler::new()
+            .await
+            .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+        let mut watchers = Vec::new();
+        for source in &cfg.sources {
+            let (tx, rx) = mpsc::channel::<()>(8);
+            let _ = tx.try_send(()); // a first pass at start picks up leftovers
+            if let Some(expr) = &source.schedule {
+                let t = tx.clone();
+                let job = tokio_cron_scheduler::Job::new_async(expr.as_str(), move |_, _| {
+                    let t = t.clone();
+                    Box::pin(async move {
+                        let _ = t.try_send(());
+                    })
+                })
+                .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+                scheduler
+                    .add(job)
+                    .await
+                    .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+            }
+            let SourceKind::Csv(csv) = &source.kind;
+            match watch_folder(&csv.inbox, tx.clone(), csv.settle) {
+                Ok(w) => watchers.push(w),
+                Err(e) => tracing::warn!(
+                    source = %source.name, folder = %csv.inbox.display(), error = %e,
+                    "cannot watch the drop folder; relying on the periodic rescan"
+                ),
+            }
+            tasks.spawn(rescan(tx, cfg.daemon.rescan, quit_rx.clone()));
+            tasks.spawn(worker(
+                shared.clone(),
+                store.clone(),
+                source.name.clone(),
+                rx,
+                quit_rx.clone(),
+                stop.clone(),
+                metrics.clone(),
+            ));
+        }
+        scheduler
+            .start()
+            .await
+            .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+
+        if first {
+            tracing::info!(listen = %cfg.web.listen, sources = cfg.sources.len(), "daemon started");
+            sd_notify("READY=1");
+            first = false;
+        } else {
+            tracing::info!("config reloaded");
+            sd_notify("READY=1");
+        }
+
+        let next = loop {
+            tokio::select! {
+                _ = term.recv() => break Next::Stop,
+                _ = int.recv() => break Next::Stop,
+                _ = hup.recv() => match Config::load(config_path) {
+                    Ok(new) => break Next::Reload(Box::new(new)),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: the new config is invalid; keeping the one running"
+                    ),
+                },
+            }
+        };
+        match &next {
+            Next::Stop => sd_notify("STOPPING=1"),
+            Next::Reload(_) => sd_notify("RELOADING=1"),
+        }
+        // Stop taking work; apply stops between chunks.
+        stop.store(true, Ordering::SeqCst);
+        let _ = quit_tx.send(true);
+        drop(watchers);
+        let _ = scheduler.shutdown().await;
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "work still running after {SHUTDOWN_GRACE:?}; leaving it to the next start"
+            );
+            tasks.abort_all();
+        }
+        store.close().await;
+        match next {
+            Next::Stop => {
+                tracing::info!("daemon stopped");
+                return Ok(0);
+            }
+            Next::Reload(new) => cfg = *new,
+        }
+    }
+}
+
+/// Periodic rescan: file events can be missed (network shares, overflow).
+async fn rescan(tx: mpsc::Sender<()>, every: Duration, mut quit: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { let _ = tx.try_send(()); }
+            _ = quit.wait_for(|q| *q) => return,
+        }
+    }
+}
+
+/// Watches a drop folder; each event asks for a pass now and another once
+/// the file has had time to settle.
+fn watch_folder(
+    dir: &Path,
+    tx: mpsc::Sender<()>,
+    settle: Duration,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    std::fs::create_dir_all(dir).map_err(notify::Error::io)?;
+    let handle = tokio::runtime::Handle::current();
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok() {
+            let _ = tx.try_send(());
+            let later = tx.clone();
+            handle.spawn(async move {
+                tokio::time::sleep(settle + Duration::from_millis(100)).await;
+                let _ = later.try_send(());
+            });
+        }
+    })?;
+    w.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(w)
+}
+
+/// One source's passes, one at a time, until the daemon stops.
+async fn worker(
+    cfg: Arc<Config>,
+    store: Store,
+    name: String,
+    mut rx: mpsc::Receiver<()>,
+    mut quit: watch::Receiver<bool>,
+    stop: StopFlag,
+    metrics: Arc<Metrics>,
+) {
+    let Some(source) = cfg.source(&name) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            got = rx.recv() => if got.is_none() { return },
+            _ = quit.wait_for(|q| *q) => return,
+        }
+        while rx.try_recv().is_ok() {}
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        pass(&cfg, &store, source, &stop, &metrics).await;
+    }
+}
+
+async fn pass(
+    cfg: &Config,
+    store: &Store,
+    source: &SourceConfig,
+    stop: &StopFlag,
+    metrics: &Metrics,
+) {
+    let opts = RunOptions {
+        dry_run: false,
+        override_limits: false,
+        progress: false,
+        plan_out: None,
+        stop: Some(stop.clone()),
+    };
+    match sync::process_inbox(cfg, store, source, &opts).await {
+        Ok(reports) => {
+            for r in &reports {
+                metrics.record(r);
+                tracing::info!(
+                    source = %source.name,
+                    run_id = r.run_id,
+                    outcome = ?r.outcome,
+                    created = r.created,
+                    updated = r.updated,
+                    disabled = r.disabled,
+                    errors = r.errors.len(),
+                    interrupted = r.interrupted,
+                    "drop-folder file imported"
+                );
+            }
+        }
+        Err(e) => {
+            metrics.record_failure(&source.name);
+            tracing::error!(source = %source.name, error = %e, "drop-folder pass failed");
+        }
+    }
+}
+
+/// Sends a state line to systemd when run as `Type=notify`.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), PathBuf::from(&path))
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// WATCHDOG=1 at half the interval systemd asks for (`WatchdogSec=`).
+fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Some(pid) = std::env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    {
+        if pid != std::process::id() {
+            return None;
+        }
+    }
+    let every = Duration::from_micros(usec / 2).max(Duration::from_millis(100));
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            sd_notify("WATCHDOG=1");
+        }
+    }))
+}

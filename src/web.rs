@@ -1,0 +1,221 @@
+//! The daemon's HTTP side (`axum`, `[web] listen`): `GET /healthz` and
+//! `GET /metrics` in the Prometheus text format.
+
+use crate::report::{Outcome, RunReport};
+use crate::store::Store;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Counters since the daemon started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (source, outcome) -> runs.
+    runs: Mutex<BTreeMap<(String, String), u64>>,
+    created: AtomicU64,
+    updated: AtomicU64,
+    disabled: AtomicU64,
+    reenabled: AtomicU64,
+    rows_refused: AtomicU64,
+    throttled_us: AtomicU64,
+}
+
+impl Metrics {
+    pub fn record(&self, r: &RunReport) {
+        let outcome = match r.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Partial => "partial",
+            Outcome::Refused => "refused",
+        };
+        if let Ok(mut runs) = self.runs.lock() {
+            *runs
+                .entry((r.source.clone(), outcome.to_string()))
+                .or_default() += 1;
+        }
+        self.created.fetch_add(r.created, Ordering::Relaxed);
+        self.updated.fetch_add(r.updated, Ordering::Relaxed);
+        self.disabled.fetch_add(r.disabled, Ordering::Relaxed);
+        self.reenabled.fetch_add(r.reenabled, Ordering::Relaxed);
+        self.rows_refused
+            .fetch_add(r.errors.len() as u64, Ordering::Relaxed);
+        self.throttled_us
+            .fetch_add(r.throttled.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A failed run (store down, I/O error) still counts.
+    pub fn record_failure(&self, source: &str) {
+        if let Ok(mut runs) = self.runs.lock() {
+            *runs
+                .entry((source.to_string(), "failed".to_string()))
+                .or_default() += 1;
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# HELP pbx_onboard_runs_total Runs by source and outcome."
+        );
+        let _ = writeln!(s, "# TYPE pbx_onboard_runs_total counter");
+        if let Ok(runs) = self.runs.lock() {
+            for ((source, outcome), n) in runs.iter() {
+                let _ = writeln!(
+                    s,
+                    "pbx_onboard_runs_total{{source=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    label(source)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP pbx_onboard_users_total Users changed by runs, by action."
+        );
+        let _ = writeln!(s, "# TYPE pbx_onboard_users_total counter");
+        for (action, v) in [
+            ("created", &self.created),
+            ("updated", &self.updated),
+            ("disabled", &self.disabled),
+            ("reenabled", &self.reenabled),
+        ] {
+            let _ = writeln!(
+                s,
+                "pbx_onboard_users_total{{action=\"{action}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP pbx_onboard_rows_refused_total Input rows refused with an error."
+        );
+        let _ = writeln!(s, "# TYPE pbx_onboard_rows_refused_total counter");
+        let _ = writeln!(
+            s,
+            "pbx_onboard_rows_refused_total {}",
+            self.rows_refused.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP pbx_onboard_rate_limit_wait_seconds_total Time applies spent waiting on the store write limiter."
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE pbx_onboard_rate_limit_wait_seconds_total counter"
+        );
+        let _ = writeln!(
+            s,
+            "pbx_onboard_rate_limit_wait_seconds_total {:.6}",
+            self.throttled_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        s
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub sources: Vec<String>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    store: String,
+    sources: Vec<SourceHealth>,
+}
+
+#[derive(Serialize)]
+struct SourceHealth {
+    name: String,
+    last_run: Option<LastRun>,
+}
+
+#[derive(Serialize)]
+struct LastRun {
+    run_id: i64,
+    started_at: i64,
+    finished_at: Option<i64>,
+    outcome: String,
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    let check = tokio::time::timeout(Duration::from_secs(5), st.store.ping()).await;
+    let store = match check {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".to_string()),
+    };
+    let runs = match &store {
+        Ok(()) => st.store.list_runs(1000).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let sources = st
+        .sources
+        .iter()
+        .map(|name| SourceHealth {
+            name: name.clone(),
+            last_run: runs.iter().find(|r| &r.source == name).map(|r| LastRun {
+                run_id: r.run_id,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                outcome: r.outcome.clone(),
+            }),
+        })
+        .collect();
+    let (code, body) = match store {
+        Ok(()) => (
+            StatusCode::OK,
+            Health {
+                status: "ok",
+                store: "reachable".into(),
+                sources,
+            },
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Health {
+                status: "unavailable",
+                store: format!("unreachable: {e}"),
+                sources,
+            },
+        ),
+    };
+    (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        st.metrics.render(),
+    )
+        .into_response()
+}
