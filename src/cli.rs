@@ -5,7 +5,7 @@
 //! 2 config or usage error; 3 refused by a safety threshold; 4 the run
 //! failed (store unreachable, I/O error, store changed under a plan).
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SourceConfig, SourceKind};
 use crate::report::RunReport;
 use crate::store::Store;
 use crate::sync::{self, RunOptions};
@@ -88,6 +88,23 @@ pub enum Command {
         /// Write the plan as JSON for review and `apply`.
         #[arg(long)]
         plan_out: Option<PathBuf>,
+        /// Apply even if a safety threshold (disables, billable) refuses the run.
+        #[arg(long)]
+        override_limits: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Read an LDAP / AD source once and apply it (changed-only between full reads).
+    Sync {
+        /// The ldap source (default: the only ldap source).
+        #[arg(long)]
+        source: Option<String>,
+        /// Read everyone now, even if a changed-only read is due.
+        #[arg(long)]
+        full: bool,
+        /// Read and plan, change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Apply even if a safety threshold (disables, billable) refuses the run.
         #[arg(long)]
         override_limits: bool,
@@ -190,7 +207,9 @@ fn pick_source<'a>(
     cfg: &'a Config,
     name: Option<&str>,
     domain: Option<&str>,
+    ldap: bool,
 ) -> anyhow::Result<&'a SourceConfig> {
+    let kind = if ldap { "ldap" } else { "csv" };
     if let Some(n) = name {
         return cfg.source(n).ok_or_else(|| {
             Usage(format!(
@@ -204,11 +223,12 @@ fn pick_source<'a>(
         .sources
         .iter()
         .filter(|s| domain.is_none_or(|d| s.domain.eq_ignore_ascii_case(d)))
+        .filter(|s| matches!(s.kind, SourceKind::Ldap(_)) == ldap)
         .collect();
     match csv.as_slice() {
         [one] => Ok(one),
         [] => Err(Usage(format!(
-            "no csv [[source]] {}in {}",
+            "no {kind} [[source]] {}in {}",
             domain.map_or(String::new(), |d| format!("for domain {d} ")),
             cfg.path.display()
         ))
@@ -251,7 +271,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             override_limits,
             format,
         } => {
-            let src = pick_source(cfg, source.as_deref(), domain.as_deref())?;
+            let src = pick_source(cfg, source.as_deref(), domain.as_deref(), false)?;
             let store = open_store(cfg).await?;
             let opts = RunOptions {
                 dry_run,
@@ -278,6 +298,34 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 code = code.max(r.exit_code());
             }
             Ok(code)
+        }
+        Command::Sync {
+            source,
+            full,
+            dry_run,
+            override_limits,
+            format,
+        } => {
+            let src = pick_source(cfg, source.as_deref(), None, true)?;
+            if !matches!(src.kind, SourceKind::Ldap(_)) {
+                return Err(Usage(format!(
+                    "source `{}` is a csv source: use `import`",
+                    src.name
+                ))
+                .into());
+            }
+            let store = open_store(cfg).await?;
+            let opts = RunOptions {
+                dry_run,
+                override_limits,
+                progress: progress && format == Format::Table,
+                plan_out: None,
+                stop: None,
+            };
+            let r = crate::sync_ldap::sync_ldap(cfg, &store, src, full, &opts).await?;
+            store.close().await;
+            print_report(&r, format)?;
+            Ok(r.exit_code())
         }
         Command::Apply {
             plan,
@@ -378,18 +426,41 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                     d.numbers.len()
                 );
             }
+            let mut code = 0;
             for s in &cfg.sources {
-                let crate::config::SourceKind::Csv(c) = &s.kind;
-                println!(
-                    "  source {} (csv, {:?} mode) → {}: inbox {}",
-                    s.name,
-                    s.mode,
-                    s.domain,
-                    c.inbox.display()
-                );
+                match &s.kind {
+                    SourceKind::Csv(c) => println!(
+                        "  source {} (csv, {:?} mode) → {}: inbox {}",
+                        s.name,
+                        s.mode,
+                        s.domain,
+                        c.inbox.display()
+                    ),
+                    SourceKind::Ldap(l) => {
+                        let t = std::time::Instant::now();
+                        match crate::source::ldap::read_directory(l, None).await {
+                            Ok(r) => println!(
+                                "  source {} (ldap, {}) → {}: bound to {}; {} entries match under {} ({} records, {} refused) in {:.1} s",
+                                s.name,
+                                l.profile.as_str(),
+                                s.domain,
+                                r.server,
+                                r.entries,
+                                l.base_dn,
+                                r.records.len(),
+                                r.errors.len(),
+                                t.elapsed().as_secs_f64()
+                            ),
+                            Err(e) => {
+                                println!("  source {} (ldap) → {}: FAILED: {e}", s.name, s.domain);
+                                code = 4;
+                            }
+                        }
+                    }
+                }
             }
             println!("  {} mapping rules", cfg.rules.len());
-            Ok(0)
+            Ok(code)
         }
     }
 }

@@ -96,9 +96,14 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
         for source in &cfg.sources {
             let (tx, rx) = mpsc::channel::<()>(8);
             let _ = tx.try_send(()); // a first pass at start picks up leftovers
-            if let Some(expr) = &source.schedule {
+                                     // An ldap source without a schedule syncs every 15 minutes.
+            let schedule = source.schedule.as_deref().or(match source.kind {
+                SourceKind::Ldap(_) => Some(DEFAULT_LDAP_SCHEDULE),
+                SourceKind::Csv(_) => None,
+            });
+            if let Some(expr) = schedule {
                 let t = tx.clone();
-                let job = tokio_cron_scheduler::Job::new_async(expr.as_str(), move |_, _| {
+                let job = tokio_cron_scheduler::Job::new_async(expr, move |_, _| {
                     let t = t.clone();
                     Box::pin(async move {
                         let _ = t.try_send(());
@@ -110,15 +115,16 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
                     .await
                     .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
             }
-            let SourceKind::Csv(csv) = &source.kind;
-            match watch_folder(&csv.inbox, tx.clone(), csv.settle) {
-                Ok(w) => watchers.push(w),
-                Err(e) => tracing::warn!(
-                    source = %source.name, folder = %csv.inbox.display(), error = %e,
-                    "cannot watch the drop folder; relying on the periodic rescan"
-                ),
+            if let SourceKind::Csv(csv) = &source.kind {
+                match watch_folder(&csv.inbox, tx.clone(), csv.settle) {
+                    Ok(w) => watchers.push(w),
+                    Err(e) => tracing::warn!(
+                        source = %source.name, folder = %csv.inbox.display(), error = %e,
+                        "cannot watch the drop folder; relying on the periodic rescan"
+                    ),
+                }
+                tasks.spawn(rescan(tx, cfg.daemon.rescan, quit_rx.clone()));
             }
-            tasks.spawn(rescan(tx, cfg.daemon.rescan, quit_rx.clone()));
             tasks.spawn(worker(
                 shared.clone(),
                 store.clone(),
@@ -222,6 +228,9 @@ fn watch_folder(
     Ok(w)
 }
 
+/// When an ldap source has no `schedule`.
+pub const DEFAULT_LDAP_SCHEDULE: &str = "0 */15 * * * *";
+
 /// One source's passes, one at a time, until the daemon stops.
 async fn worker(
     cfg: Arc<Config>,
@@ -262,6 +271,29 @@ async fn pass(
         plan_out: None,
         stop: Some(stop.clone()),
     };
+    if let SourceKind::Ldap(_) = source.kind {
+        match crate::sync_ldap::sync_ldap(cfg, store, source, false, &opts).await {
+            Ok(r) => {
+                metrics.record(&r);
+                tracing::info!(
+                    source = %source.name,
+                    run_id = r.run_id,
+                    outcome = ?r.outcome,
+                    created = r.created,
+                    updated = r.updated,
+                    disabled = r.disabled,
+                    errors = r.errors.len(),
+                    interrupted = r.interrupted,
+                    "directory sync finished"
+                );
+            }
+            Err(e) => {
+                metrics.record_failure(&source.name);
+                tracing::error!(source = %source.name, error = %e, "directory sync failed");
+            }
+        }
+        return;
+    }
     match sync::process_inbox(cfg, store, source, &opts).await {
         Ok(reports) => {
             for r in &reports {

@@ -3,7 +3,7 @@
 //! The pipeline, one module per stage (see `sync::run_sync` for the flow):
 //!
 //! ```text
-//! source (CSV drop folder)  →  mapping (rules → UserSpec)  →  plan (vs store)
+//! source (CSV drop folder, LDAP / AD)  →  mapping (rules → UserSpec)  →  plan (vs store)
 //!     →  apply (rate-limited, chunked transactions)  →  store (SQLite / PostgreSQL)
 //! ```
 //!
@@ -23,4 +23,5 @@ pub mod report;
 pub mod source;
 pub mod store;
 pub mod sync;
+pub mod sync_ldap;
 pub mod web;

@@ -373,6 +373,15 @@ pub enum SourceStatus {
     Left,
 }
 
+/// A yes/no cell or attribute: yes/y/true/1 or no/n/false/0, any case.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match fold(v).as_str() {
+        "yes" | "y" | "true" | "1" => Some(true),
+        "no" | "n" | "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 /// One person (or resource) as a source describes it: raw strings, trimmed,
 /// empty cells as `None`. Validation happens in `mapping`.
 #[derive(Debug, Clone, PartialEq, Eq)]

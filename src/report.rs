@@ -18,6 +18,9 @@ pub enum Outcome {
     Partial,
     /// A safety threshold refused the whole run; nothing was applied.
     Refused,
+    /// The source could not be read (directory down, bind refused, a page
+    /// failed); nothing was applied and nobody disabled.
+    Failed,
 }
 
 impl Outcome {
@@ -26,6 +29,7 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Partial => "partial",
             Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
         }
     }
 }
@@ -78,6 +82,38 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// A run whose source read failed: no plan, nothing applied.
+    pub fn failed(
+        source: &str,
+        domain: &str,
+        run_id: Option<i64>,
+        dry_run: bool,
+        error: RowError,
+        notes: Vec<String>,
+    ) -> RunReport {
+        RunReport {
+            run_id,
+            source: source.to_string(),
+            domain: domain.to_string(),
+            dry_run,
+            outcome: Outcome::Failed,
+            created: 0,
+            updated: 0,
+            disabled: 0,
+            reenabled: 0,
+            unchanged: 0,
+            deleted: 0,
+            conflicts: Vec::new(),
+            errors: vec![error],
+            billable: Billable::default(),
+            refused: None,
+            notes,
+            files: Vec::new(),
+            interrupted: false,
+            throttled: std::time::Duration::ZERO,
+        }
+    }
+
     /// What the plan did (or would do), minus the writes that failed.
     pub fn new(
         plan: &Plan,
@@ -193,6 +229,7 @@ impl RunReport {
             Outcome::Ok => 0,
             Outcome::Partial => 1,
             Outcome::Refused => 3,
+            Outcome::Failed => 4,
         }
     }
 

@@ -26,8 +26,10 @@ pub enum SyncError {
     UnknownSource(String),
     #[error("domain `{0}` is not configured")]
     UnknownDomain(String),
-    #[error("source `{0}` is not a csv source")]
+    #[error("source `{0}` is not a csv source (use `sync` for ldap sources)")]
     NotCsv(String),
+    #[error("source `{0}` is not an ldap source (use `import` for csv sources)")]
+    NotLdap(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -65,6 +67,8 @@ pub struct Read {
     /// False when part of the source could not be read: nobody is disabled.
     pub complete: bool,
     pub files: Vec<String>,
+    /// Notes for the report (e.g. how an LDAP source was read).
+    pub notes: Vec<String>,
 }
 
 /// The pipeline for one read of one source. Returns the report and the plan.
@@ -110,6 +114,7 @@ async fn plan_and_apply(
     drop(read.records);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase map");
     let mut all_errors = read.errors;
+    let read_notes = read.notes;
     all_errors.append(&mut errors);
     let dom = store.find_domain(&domain.name).await?;
     let stored = match dom {
@@ -131,6 +136,8 @@ async fn plan_and_apply(
         now: now(),
         files: read.files,
     });
+    let mut plan = plan;
+    plan.notes.splice(0..0, read_notes);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase plan");
     if let Some(path) = &opts.plan_out {
         write_plan(path, &plan)?;
@@ -263,6 +270,7 @@ pub async fn apply_saved_plan(
 fn csv_source(source: &SourceConfig) -> Result<&CsvSourceConfig, SyncError> {
     match &source.kind {
         SourceKind::Csv(c) => Ok(c),
+        SourceKind::Ldap(_) => Err(SyncError::NotCsv(source.name.clone())),
     }
 }
 
@@ -283,6 +291,7 @@ pub fn read_csv_files(
         errors: Vec::new(),
         complete: true,
         files: Vec::new(),
+        notes: Vec::new(),
     };
     let mut parsed = Vec::new();
     // Employee id -> (index of its file in read.files, row).

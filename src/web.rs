@@ -1,7 +1,7 @@
 //! The daemon's HTTP side (`axum`, `[web] listen`): `GET /healthz` and
 //! `GET /metrics` in the Prometheus text format.
 
-use crate::report::{Outcome, RunReport};
+use crate::report::RunReport;
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -30,11 +30,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn record(&self, r: &RunReport) {
-        let outcome = match r.outcome {
-            Outcome::Ok => "ok",
-            Outcome::Partial => "partial",
-            Outcome::Refused => "refused",
-        };
+        let outcome = r.outcome.as_str();
         if let Ok(mut runs) = self.runs.lock() {
             *runs
                 .entry((r.source.clone(), outcome.to_string()))

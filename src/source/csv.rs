@@ -362,14 +362,6 @@ fn map_header(header: &[String], opts: &CsvOptions) -> Result<HashMap<Field, usi
     Ok(columns)
 }
 
-fn yes_no(v: &str) -> Option<bool> {
-    match fold(v).as_str() {
-        "yes" | "y" | "true" | "1" => Some(true),
-        "no" | "n" | "false" | "0" => Some(false),
-        _ => None,
-    }
-}
-
 fn split(v: &str, seps: &[char]) -> Vec<String> {
     v.split(|c| seps.contains(&c))
         .map(str::trim)
@@ -446,7 +438,7 @@ fn row_record(
     };
     let mut flag = |f: Field| match get(f) {
         None => None,
-        Some(v) => yes_no(&v).or_else(|| {
+        Some(v) => crate::model::parse_bool(&v).or_else(|| {
             err(Some(f), format!("`{v}` is not yes or no"));
             None
         }),

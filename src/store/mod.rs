@@ -12,6 +12,8 @@
 
 mod devices;
 mod runs;
+mod state;
+pub use state::{ReadMark, SourceState};
 mod sql;
 mod users;
 

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+mod ldap;
+pub use ldap::{AttrMap, LdapProfile, LdapSourceConfig, LdapTls, Secret};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -204,6 +207,56 @@ struct RawSource {
     delete_after_days: Option<u32>,
     #[serde(default)]
     schedule: Option<Spanned<String>>,
+    // LDAP sources (see `ldap.rs`).
+    #[serde(default)]
+    profile: Option<Spanned<String>>,
+    #[serde(default)]
+    url: Option<Spanned<OneOrMany>>,
+    #[serde(default)]
+    tls: Option<Spanned<String>>,
+    #[serde(default)]
+    ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    bind_dn: Option<Spanned<String>>,
+    #[serde(default)]
+    bind_password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    bind_password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    base_dn: Option<Spanned<String>>,
+    #[serde(default)]
+    group: Option<Spanned<String>>,
+    #[serde(default)]
+    group_base_dn: Option<Spanned<String>>,
+    #[serde(default)]
+    filter: Option<Spanned<String>>,
+    #[serde(default)]
+    disabled_filter: Option<Spanned<String>>,
+    #[serde(default)]
+    page_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    full_sync_every: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout_seconds: Option<Spanned<f64>>,
+    #[serde(default)]
+    attributes: Option<Spanned<BTreeMap<String, OneOrMany>>>,
+}
+
+/// A TOML value that may be one string or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- checked shape
@@ -321,6 +374,7 @@ pub struct SourceConfig {
 #[derive(Debug, Clone)]
 pub enum SourceKind {
     Csv(CsvSourceConfig),
+    Ldap(Box<LdapSourceConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -794,6 +848,24 @@ impl Checker<'_> {
         };
         let kind = match s.kind.get_ref().as_str() {
             "csv" => {
+                let ldap_keys = [
+                    ("profile", s.profile.is_some()),
+                    ("url", s.url.is_some()),
+                    ("tls", s.tls.is_some()),
+                    ("bind_dn", s.bind_dn.is_some()),
+                    ("base_dn", s.base_dn.is_some()),
+                    ("filter", s.filter.is_some()),
+                    ("group", s.group.is_some()),
+                    ("attributes", s.attributes.is_some()),
+                    ("full_sync_every", s.full_sync_every.is_some()),
+                ];
+                if let Some((k, _)) = ldap_keys.iter().find(|(_, present)| *present) {
+                    return Err(self.err(
+                        s.name.span(),
+                        &format!("source.{k}"),
+                        "only ldap sources have this key",
+                    ));
+                }
                 let inbox = s.inbox.as_deref().ok_or_else(|| {
                     self.err(
                         s.name.span(),
@@ -832,11 +904,12 @@ impl Checker<'_> {
                     settle: Duration::from_secs_f64(settle),
                 })
             }
+            "ldap" => SourceKind::Ldap(Box::new(self.ldap_source(s)?)),
             other => {
                 return Err(self.err(
                     s.kind.span(),
                     "source.kind",
-                    format!("`{other}`: expected \"csv\""),
+                    format!("`{other}`: expected \"csv\" or \"ldap\""),
                 ));
             }
         };
@@ -904,7 +977,9 @@ aliases = { employee_id = ["Staff No"] }
         let c = load(GOOD).unwrap();
         assert_eq!(c.store.url, "sqlite:///etc/pbx/var/pbx.db");
         assert!(c.limits.writes_per_second.is_none());
-        let SourceKind::Csv(csv) = &c.sources[0].kind;
+        let SourceKind::Csv(csv) = &c.sources[0].kind else {
+            panic!("a csv source")
+        };
         assert_eq!(csv.inbox, PathBuf::from("/etc/pbx/var/inbox"));
         assert_eq!(c.domains[0].numbers.len(), 100);
         assert_eq!(c.rules[0].scope, Some(Scope::CallCenterAgent));
@@ -912,6 +987,100 @@ aliases = { employee_id = ["Staff No"] }
             c.mail.transport,
             MailTransport::Folder(PathBuf::from("/etc/pbx/var/mail"))
         );
+    }
+
+    const LDAP: &str = r#"
+[[source]]
+name = "corp-ad"
+kind = "ldap"
+domain = "acme.example"
+profile = "active_directory"
+url = ["ldaps://dc1.acme.example:636", "ldaps://dc2.acme.example:636"]
+ca_file = "ad-ca.pem"
+bind_dn = "svc-pbx@acme.example"
+bind_password_env = "PBX_LDAP_PASSWORD"
+base_dn = "OU=Staff,DC=acme,DC=example"
+group = "CN=PBX Users,OU=Groups,DC=acme,DC=example"
+filter = "(department=*)"
+full_sync_every = "6h"
+attributes = { extension = "ipPhone", email = ["mail", "proxyAddresses"] }
+"#;
+
+    #[test]
+    fn ldap_source_is_checked() {
+        let c = load(&format!("{GOOD}{LDAP}")).unwrap();
+        let SourceKind::Ldap(l) = &c.sources[1].kind else {
+            panic!("an ldap source")
+        };
+        assert_eq!(l.tls, LdapTls::Ldaps);
+        assert_eq!(l.urls.len(), 2);
+        assert_eq!(l.ca_file, Some(PathBuf::from("/etc/pbx/ad-ca.pem")));
+        assert_eq!(l.group_base_dn, "DC=acme,DC=example");
+        assert_eq!(l.page_size, 500);
+        assert_eq!(l.attributes.get(Field::Extension), ["ipPhone"]);
+        assert_eq!(
+            l.attributes.get(Field::Site),
+            ["physicalDeliveryOfficeName"]
+        );
+        assert_eq!(
+            l.bind_password,
+            Some(Secret::Env("PBX_LDAP_PASSWORD".into()))
+        );
+        let cases = [
+            (
+                "profile = \"active_directory\"",
+                "profile = \"ad\"",
+                "source.profile",
+            ),
+            (
+                "ldaps://dc2.acme.example:636\"]",
+                "ldap://dc2.acme.example:636\"]",
+                "source.url",
+            ),
+            ("ca_file", "tls = \"starttls\"\nca_file", "source.url"),
+            ("(department=*)", "department=*", "source.filter"),
+            ("(department=*)", "(department=*", "source.filter"),
+            ("\"6h\"", "\"6 hours\"", "source.full_sync_every"),
+            (
+                "bind_password_env = \"PBX_LDAP_PASSWORD\"\n",
+                "",
+                "source.bind_dn",
+            ),
+            (
+                "extension = \"ipPhone\"",
+                "extension = \"ip)(Phone\"",
+                "source.attributes",
+            ),
+            (
+                "extension = \"ipPhone\"",
+                "status = \"x\"",
+                "source.attributes",
+            ),
+            ("base_dn", "inbox = \"x\"\nbase_dn", "source.inbox"),
+        ];
+        for (from, to, key) in cases {
+            let text = format!("{GOOD}{}", LDAP.replace(from, to));
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{from} -> {to}: {err}");
+        }
+        // Plain text needs saying so.
+        let plain = LDAP
+            .replace("ldaps://dc1.acme.example:636", "ldap://dc1.acme.example")
+            .replace("ldaps://dc2.acme.example:636", "ldap://dc2.acme.example");
+        let c = load(&format!("{GOOD}{plain}")).unwrap();
+        let SourceKind::Ldap(l) = &c.sources[1].kind else {
+            panic!("an ldap source")
+        };
+        assert_eq!(l.tls, LdapTls::StartTls);
+        let c = load(&format!(
+            "{GOOD}{}",
+            plain.replace("ca_file", "tls = \"none\"\nca_file")
+        ))
+        .unwrap();
+        let SourceKind::Ldap(l) = &c.sources[1].kind else {
+            panic!("an ldap source")
+        };
+        assert_eq!(l.tls, LdapTls::None);
     }
 
     #[test]

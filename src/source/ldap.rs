@@ -1,0 +1,301 @@
+//! Reading staff from LDAP / Active Directory with `ldap3`: servers tried in
+//! order, TLS verified (system store or `ca_file`), a bind, then paged
+//! searches only. Every step is bounded by the source's timeout. What comes
+//! back is either a complete read or an error: a partial directory read never
+//! reaches the planner, so it can never disable anyone.
+
+use crate::config::{LdapProfile, LdapSourceConfig, LdapTls};
+use crate::model::{Origin, RowError, StaffRecord};
+use crate::source::ldap_entry::{self as le, Entry, GroupGraph, Since};
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LdapError {
+    #[error("ldap bind password: {0}")]
+    Secret(String),
+    #[error("ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
+    #[error("no directory server could be reached and bound: {}", .0.join("; "))]
+    NoServer(Vec<String>),
+    #[error("{server}: {what} failed: {message}")]
+    Search {
+        server: String,
+        what: &'static str,
+        message: String,
+    },
+    #[error("{server}: the group {group} does not exist")]
+    NoGroup { server: String, group: String },
+}
+
+/// A complete read of one LDAP source.
+pub struct LdapRead {
+    pub records: Vec<StaffRecord>,
+    pub errors: Vec<RowError>,
+    /// The server that answered (its URL).
+    pub server: String,
+    /// Where the next changed-only read starts (AD: the server's highest
+    /// committed USN before this read; OpenLDAP: the newest modifyTimestamp).
+    pub marker: Option<String>,
+    /// Entries the directory returned (before group scoping, OpenLDAP).
+    pub entries: usize,
+    /// Where records came from, for reports: `url/base_dn`.
+    pub location: String,
+    /// Everyone was read (not changed-only).
+    pub full: bool,
+}
+
+/// Reads the source: everyone (`since` = None) or entries changed since a marker.
+pub async fn read_directory(
+    c: &LdapSourceConfig,
+    since: Option<&Since>,
+) -> Result<LdapRead, LdapError> {
+    let (mut ldap, server) = connect_any(c).await?;
+    // Another domain controller's USNs mean nothing here: read everyone.
+    let since = since.filter(|s| !matches!(s, Since::Usn(_, from) if *from != server));
+    let result = read_on(&mut ldap, &server, c, since).await;
+    // Best effort: the connection is dropped either way.
+    let _ = tokio::time::timeout(Duration::from_secs(2), ldap.unbind()).await;
+    result
+}
+
+/// Connects and binds to the first server that lets us, for `check-config`.
+pub async fn probe(c: &LdapSourceConfig) -> Result<String, LdapError> {
+    let (mut ldap, server) = connect_any(c).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), ldap.unbind()).await;
+    Ok(server)
+}
+
+fn tls_config(c: &LdapSourceConfig) -> Result<Option<Arc<rustls::ClientConfig>>, LdapError> {
+    let Some(path) = &c.ca_file else {
+        return Ok(None);
+    };
+    let err = |message: String| LdapError::CaFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| err(e.to_string()))?;
+        roots.add(cert).map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("holds no PEM certificate".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(config)))
+}
+
+/// Tries each server in order; the first that connects, speaks TLS as
+/// configured (StartTLS refused = failure) and accepts the bind wins.
+async fn connect_any(c: &LdapSourceConfig) -> Result<(Ldap, String), LdapError> {
+    let password = match &c.bind_password {
+        Some(s) => Some(s.read().map_err(LdapError::Secret)?),
+        None => None,
+    };
+    let tls = tls_config(c)?;
+    let mut failures = Vec::new();
+    for url in &c.urls {
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(c.timeout)
+            .set_starttls(c.tls == LdapTls::StartTls);
+        if let Some(cfg) = &tls {
+            settings = settings.set_config(cfg.clone());
+        }
+        let attempt = async {
+            let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            ldap3::drive!(conn);
+            if let (Some(dn), Some(pw)) = (&c.bind_dn, &password) {
+                ldap.with_timeout(c.timeout)
+                    .simple_bind(dn, pw)
+                    .await
+                    .and_then(|r| r.success())
+                    .map_err(|e| format!("bind as {dn}: {e}"))?;
+            }
+            Ok::<_, String>(ldap)
+        };
+        match tokio::time::timeout(c.timeout, attempt).await {
+            Ok(Ok(ldap)) => return Ok((ldap, url.clone())),
+            Ok(Err(why)) => failures.push(format!("{url}: {why}")),
+            Err(_) => failures.push(format!(
+                "{url}: no answer within {:.1} s",
+                c.timeout.as_secs_f64()
+            )),
+        }
+        tracing::warn!(server = %url, why = %failures.last().map_or("", |s| s.as_str()), "directory server failed, trying the next");
+    }
+    Err(LdapError::NoServer(failures))
+}
+
+/// One paged subtree search; `each` sees every entry.
+async fn paged(
+    ldap: &mut Ldap,
+    c: &LdapSourceConfig,
+    base: &str,
+    filter: &str,
+    attrs: &[String],
+    mut each: impl FnMut(Entry),
+) -> Result<usize, String> {
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(c.page_size as i32)),
+    ];
+    let mut stream = ldap
+        .with_timeout(c.timeout)
+        .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut n = 0usize;
+    while let Some(raw) = stream.next().await.map_err(|e| e.to_string())? {
+        let e = decode(raw).map_err(|m| format!("entry {}: {m}", n + 1))?;
+        n += 1;
+        each(Entry::new(e.dn, e.attrs, e.bin_attrs));
+    }
+    stream.finish().await.success().map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+/// `construct` panics on a malformed entry; a bad server must not take the
+/// daemon down with it.
+fn decode(raw: ldap3::ResultEntry) -> Result<SearchEntry, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(raw)))
+        .map_err(|_| "the server sent an entry that could not be decoded".to_string())
+}
+
+async fn base_read(
+    ldap: &mut Ldap,
+    c: &LdapSourceConfig,
+    dn: &str,
+    attrs: Vec<&str>,
+) -> Result<Option<SearchEntry>, String> {
+    match ldap
+        .with_timeout(c.timeout)
+        .search(dn, Scope::Base, "(objectClass=*)", attrs)
+        .await
+        .map_err(|e| e.to_string())?
+        .success()
+    {
+        Ok((mut entries, _)) => entries.pop().map(decode).transpose(),
+        // noSuchObject
+        Err(ldap3::LdapError::LdapResult { result }) if result.rc == 32 => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn read_on(
+    ldap: &mut Ldap,
+    server: &str,
+    c: &LdapSourceConfig,
+    since: Option<&Since>,
+) -> Result<LdapRead, LdapError> {
+    let fail = |what: &'static str| {
+        move |message: String| LdapError::Search {
+            server: server.to_string(),
+            what,
+            message,
+        }
+    };
+    let ad = c.profile == LdapProfile::ActiveDirectory;
+    // AD: the USN to start the next changed-only read from, taken before
+    // this read so that changes made while it pages are read next time.
+    let mut marker = None;
+    if ad {
+        let root = base_read(ldap, c, "", vec!["highestCommittedUSN"])
+            .await
+            .map_err(fail("reading the root DSE"))?;
+        marker = root.and_then(|e| e.attrs.get("highestCommittedUSN")?.first().cloned());
+    }
+    if let Some(g) = &c.group {
+        let found = base_read(ldap, c, g, vec!["1.1"])
+            .await
+            .map_err(fail("looking up the group"))?;
+        if found.is_none() {
+            return Err(LdapError::NoGroup {
+                server: server.to_string(),
+                group: g.clone(),
+            });
+        }
+    }
+    // OpenLDAP: nested groups are expanded here, from the group entries.
+    let mut graph = None;
+    if !ad {
+        let mut g = GroupGraph::default();
+        let attrs = ["member".to_string(), "uniqueMember".to_string()];
+        paged(ldap, c, &c.group_base_dn, le::GROUP_FILTER, &attrs, |e| {
+            let members: Vec<String> = e.attrs.into_values().flatten().collect();
+            g.add(&e.dn, members);
+        })
+        .await
+        .map_err(fail("reading groups"))?;
+        graph = Some(g);
+    }
+    let scope: Option<HashSet<String>> = match (&graph, &c.group) {
+        (Some(g), Some(group)) => Some(g.members_of(group)),
+        _ => None,
+    };
+    let filter = le::person_filter(c, since);
+    let mut disabled = HashSet::new();
+    if let Some(df) = &c.disabled_filter {
+        let f = format!("(&{filter}{df})");
+        paged(ldap, c, &c.base_dn, &f, &["1.1".to_string()], |e| {
+            disabled.insert(le::norm_dn(&e.dn));
+        })
+        .await
+        .map_err(fail("reading disabled accounts"))?;
+    }
+    let location = format!("{server}/{}", c.base_dn);
+    let origin = Origin {
+        location: Arc::from(location.as_str()),
+        row: None,
+        columns: Arc::new(le::columns(c)),
+    };
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    let mut newest: Option<(i64, String)> = None;
+    let attrs = le::wanted_attrs(c);
+    let entries = paged(ldap, c, &c.base_dn, &filter, &attrs, |e| {
+        let dn = le::norm_dn(&e.dn);
+        if scope.as_ref().is_some_and(|s| !s.contains(&dn)) {
+            return;
+        }
+        if !ad {
+            if let Some(m) = e.marker(c.profile) {
+                if let Some(t) = le::parse_gentime(m) {
+                    if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                        newest = Some((t, m.to_string()));
+                    }
+                }
+            }
+        }
+        match le::to_record(c, &origin, &e, disabled.contains(&dn), graph.as_ref()) {
+            Ok(r) => records.push(r),
+            Err(err) => errors.push(err),
+        }
+    })
+    .await
+    .map_err(fail("the search"))?;
+    if !ad {
+        marker = newest.map(|(_, s)| s);
+    }
+    Ok(LdapRead {
+        records,
+        errors,
+        server: server.to_string(),
+        marker,
+        entries,
+        location,
+        full: since.is_none(),
+    })
+}

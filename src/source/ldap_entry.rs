@@ -1,0 +1,401 @@
+//! The pure half of the LDAP source: the filters a read sends (every value in
+//! them escaped per RFC 4515), directory entries turned into `StaffRecord`s,
+//! nested group expansion, and the change markers of incremental reads.
+
+use crate::config::{LdapProfile, LdapSourceConfig};
+use crate::model::{Field, Origin, RowError, SourceStatus, StaffRecord};
+use ldap3::ldap_escape;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// AD's "in chain" matching rule: transitive group membership.
+pub const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
+/// How far back an OpenLDAP changed-only read looks before its marker, so an
+/// entry modified while the previous read was paging is not missed.
+pub const TIMESTAMP_OVERLAP_SECS: i64 = 600;
+
+/// The attribute holding the change marker of each profile.
+pub fn marker_attr(p: LdapProfile) -> &'static str {
+    match p {
+        LdapProfile::ActiveDirectory => "uSNChanged",
+        LdapProfile::OpenLdap => "modifyTimestamp",
+    }
+}
+
+/// Where a changed-only read starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Since {
+    /// AD: entries with `uSNChanged` above this. USNs are per domain
+    /// controller: the second value is the server the counter came from.
+    Usn(u64, String),
+    /// OpenLDAP: entries modified at or after this generalized time.
+    Timestamp(String),
+}
+
+/// The search filter of one read: the profile's people, the configured
+/// group (AD: nested, by the in-chain rule) and filter, and for changed-only
+/// reads the marker. Every configured or stored value is escaped.
+pub fn person_filter(c: &LdapSourceConfig, since: Option<&Since>) -> String {
+    let mut f = String::from("(&");
+    match c.profile {
+        LdapProfile::ActiveDirectory => {
+            f.push_str("(objectCategory=person)(objectClass=user)");
+            if let Some(g) = &c.group {
+                f.push_str(&format!("(memberOf:{IN_CHAIN}:={})", ldap_escape(g)));
+            }
+        }
+        LdapProfile::OpenLdap => f.push_str("(objectClass=person)"),
+    }
+    if let Some(extra) = &c.filter {
+        f.push_str(extra);
+    }
+    match since {
+        Some(Since::Usn(n, _)) => f.push_str(&format!("(uSNChanged>={})", n.saturating_add(1))),
+        Some(Since::Timestamp(t)) => f.push_str(&format!("(modifyTimestamp>={})", ldap_escape(t))),
+        None => {}
+    }
+    f.push(')');
+    f
+}
+
+/// OpenLDAP group entries, for nested expansion.
+pub const GROUP_FILTER: &str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))";
+
+/// The attributes a read asks for.
+pub fn wanted_attrs(c: &LdapSourceConfig) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in Field::ALL {
+        for a in c.attributes.get(f) {
+            if !out.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+                out.push(a.clone());
+            }
+        }
+    }
+    out.push(marker_attr(c.profile).to_string());
+    if c.profile == LdapProfile::ActiveDirectory {
+        out.push("userAccountControl".into());
+    }
+    out
+}
+
+/// A DN folded for comparison: lower case, no spaces around `,` and `=`.
+pub fn norm_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    for part in dn.split(',') {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        match part.split_once('=') {
+            Some((k, v)) => {
+                out.push_str(&k.trim().to_lowercase());
+                out.push('=');
+                out.push_str(&v.trim().to_lowercase());
+            }
+            None => out.push_str(&part.trim().to_lowercase()),
+        }
+    }
+    out
+}
+
+/// Group DN → member DNs (both as read), from `member` / `uniqueMember`.
+#[derive(Debug, Default)]
+pub struct GroupGraph {
+    /// norm(group) → norm(members)
+    members: HashMap<String, Vec<String>>,
+    /// norm(member) → groups (as read) that list it directly
+    parents: HashMap<String, Vec<Arc<str>>>,
+}
+
+impl GroupGraph {
+    pub fn add(&mut self, group_dn: &str, members: impl IntoIterator<Item = String>) {
+        let g = norm_dn(group_dn);
+        let shown: Arc<str> = Arc::from(group_dn);
+        for m in members {
+            // uniqueMember may carry an `#'0101'B` uid suffix.
+            let m = m.split_once('#').map_or(m.as_str(), |(dn, _)| dn);
+            let n = norm_dn(m);
+            self.parents
+                .entry(n.clone())
+                .or_default()
+                .push(shown.clone());
+            self.members.entry(g.clone()).or_default().push(n);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Every entry that is a member of `group`, directly or through groups
+    /// (cycles are fine).
+    pub fn members_of(&self, group: &str) -> HashSet<String> {
+        let mut out = HashSet::new();
+        let mut seen_groups = HashSet::new();
+        let mut queue = VecDeque::from([norm_dn(group)]);
+        while let Some(g) = queue.pop_front() {
+            if !seen_groups.insert(g.clone()) {
+                continue;
+            }
+            for m in self.members.get(&g).into_iter().flatten() {
+                if self.members.contains_key(m) {
+                    queue.push_back(m.clone());
+                } else {
+                    out.insert(m.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The groups `dn` belongs to, directly or through nesting.
+    pub fn groups_of(&self, dn: &str) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut queue = VecDeque::from([norm_dn(dn)]);
+        while let Some(m) = queue.pop_front() {
+            for g in self.parents.get(&m).into_iter().flatten() {
+                let n = norm_dn(g);
+                if seen.insert(n.clone()) {
+                    out.push(g.clone());
+                    queue.push_back(n);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn fold_keys<V>(m: HashMap<String, V>) -> HashMap<String, V> {
+    m.into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
+}
+
+/// One entry as read: attribute names folded to lower case.
+pub struct Entry {
+    pub dn: String,
+    pub attrs: HashMap<String, Vec<String>>,
+    pub bin: HashMap<String, Vec<Vec<u8>>>,
+}
+
+impl Entry {
+    pub fn new(
+        dn: String,
+        attrs: HashMap<String, Vec<String>>,
+        bin: HashMap<String, Vec<Vec<u8>>>,
+    ) -> Entry {
+        Entry {
+            dn,
+            attrs: fold_keys(attrs),
+            bin: fold_keys(bin),
+        }
+    }
+
+    fn values(&self, attr: &str) -> &[String] {
+        self.attrs
+            .get(&attr.to_ascii_lowercase())
+            .map_or(&[], |v| v.as_slice())
+    }
+
+    fn first(&self, attrs: &[String]) -> Option<String> {
+        attrs.iter().find_map(|a| {
+            self.values(a)
+                .iter()
+                .map(|v| v.trim())
+                .find(|v| !v.is_empty())
+                .map(str::to_string)
+        })
+    }
+
+    /// The stable id: text as read, or a binary GUID rendered as a GUID string.
+    fn id(&self, attrs: &[String]) -> Option<String> {
+        self.first(attrs).or_else(|| {
+            attrs.iter().find_map(|a| {
+                let v = self.bin.get(&a.to_ascii_lowercase())?.first()?;
+                Some(render_binary_id(v))
+            })
+        })
+    }
+
+    /// The change marker value, if the entry has one.
+    pub fn marker(&self, profile: LdapProfile) -> Option<&str> {
+        self.values(marker_attr(profile)).first().map(|s| s.trim())
+    }
+}
+
+/// `objectGUID` (16 bytes, first three groups little-endian) as AD shows it;
+/// other binary ids in hex.
+pub fn render_binary_id(b: &[u8]) -> String {
+    let Ok(g) = <[u8; 16]>::try_from(b) else {
+        return hex::encode(b);
+    };
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]
+    )
+}
+
+/// Turns one entry into a record. `disabled`: the OpenLDAP disabled filter
+/// matched it. `graph`: nested groups (OpenLDAP).
+pub fn to_record(
+    c: &LdapSourceConfig,
+    origin: &Origin,
+    e: &Entry,
+    disabled: bool,
+    graph: Option<&GroupGraph>,
+) -> Result<StaffRecord, RowError> {
+    let at = |f: Field| c.attributes.get(f);
+    let err = |column: &[String], message: String| RowError {
+        file: origin.location.to_string(),
+        row: None,
+        column: column.first().cloned(),
+        message,
+        source_id: None,
+    };
+    let source_id = e.id(at(Field::EmployeeId)).ok_or_else(|| {
+        err(
+            at(Field::EmployeeId),
+            format!(
+                "entry {} has no {}",
+                e.dn,
+                at(Field::EmployeeId).join(" or ")
+            ),
+        )
+    })?;
+    let mut emails: Vec<String> = Vec::new();
+    for a in at(Field::Email) {
+        let proxy = a.eq_ignore_ascii_case("proxyAddresses");
+        let mut vals: Vec<&str> = e.values(a).iter().map(|v| v.trim()).collect();
+        if proxy {
+            // The primary address is `SMTP:`; others `smtp:`; X500: etc. are not mail.
+            vals.sort_by_key(|v| !v.starts_with("SMTP:"));
+        }
+        for v in vals {
+            let v = if proxy {
+                match v.split_once(':') {
+                    Some((k, addr)) if k.eq_ignore_ascii_case("smtp") => addr,
+                    _ => continue,
+                }
+            } else {
+                v
+            };
+            if !v.is_empty() && !emails.iter().any(|x| x.eq_ignore_ascii_case(v)) {
+                emails.push(v.to_string());
+            }
+        }
+    }
+    let mut groups: Vec<String> = at(Field::Groups)
+        .iter()
+        .flat_map(|a| e.values(a).iter().map(|v| v.trim().to_string()))
+        .filter(|v| !v.is_empty())
+        .collect();
+    if let Some(g) = graph {
+        for parent in g.groups_of(&e.dn) {
+            if !groups.iter().any(|x| norm_dn(x) == norm_dn(&parent)) {
+                groups.push(parent.to_string());
+            }
+        }
+    }
+    let account_disabled = c.profile == LdapProfile::ActiveDirectory
+        && e.first(&["userAccountControl".into()])
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|uac| uac & 2 != 0);
+    let flag = |f: Field| -> Result<Option<bool>, RowError> {
+        match e.first(at(f)) {
+            None => Ok(None),
+            Some(v) => crate::model::parse_bool(&v).map(Some).ok_or_else(|| {
+                let mut r = err(at(f), format!("entry {}: `{v}` is not yes/no", e.dn));
+                r.source_id = Some(source_id.clone());
+                r
+            }),
+        }
+    };
+    Ok(StaffRecord {
+        origin: origin.clone(),
+        first_name: e.first(at(Field::FirstName)),
+        last_name: e.first(at(Field::LastName)),
+        emails,
+        department: e.first(at(Field::Department)),
+        site: e.first(at(Field::Site)),
+        extension: e.first(at(Field::Extension)),
+        scope: e.first(at(Field::Scope)),
+        groups,
+        title: e.first(at(Field::Title)),
+        status: if disabled || account_disabled {
+            SourceStatus::Left
+        } else {
+            SourceStatus::Active
+        },
+        caller_id: e.first(at(Field::CallerId)),
+        voicemail: flag(Field::Voicemail)?,
+        device: flag(Field::Device)?,
+        source_id,
+    })
+}
+
+/// How each field is named in this source, for messages.
+pub fn columns(c: &LdapSourceConfig) -> HashMap<Field, String> {
+    Field::ALL
+        .iter()
+        .filter_map(|f| c.attributes.get(*f).first().map(|a| (*f, a.clone())))
+        .collect()
+}
+
+// ------------------------------------------------------------ generalized time
+
+/// `YYYYMMDDHHMMSS[.fff]Z` → seconds since 1970.
+pub fn parse_gentime(s: &str) -> Option<i64> {
+    let s = s.trim().strip_suffix('Z')?;
+    let digits = s.split('.').next()?;
+    if digits.len() != 14 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| digits[r].parse::<i64>().ok();
+    let (y, mo, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
+    let (h, mi, sec) = (n(8..10)?, n(10..12)?, n(12..14)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
+pub fn format_gentime(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+// Howard Hinnant's civil-calendar algorithms.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+#[path = "ldap_entry_tests.rs"]
+mod tests;
