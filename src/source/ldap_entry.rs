@@ -78,21 +78,64 @@ pub fn wanted_attrs(c: &LdapSourceConfig) -> Vec<String> {
     out
 }
 
-/// A DN folded for comparison: lower case, no spaces around `,` and `=`.
+/// A DN folded for comparison: escapes (`\,`, `\3D`) undone, lower case,
+/// no spaces around `,` and `=`. `CN=a\2Cb, OU=X` and `cn=a\,b,ou=x` agree.
 pub fn norm_dn(dn: &str) -> String {
     let mut out = String::with_capacity(dn.len());
-    for part in dn.split(',') {
-        if !out.is_empty() {
-            out.push(',');
-        }
-        match part.split_once('=') {
-            Some((k, v)) => {
-                out.push_str(&k.trim().to_lowercase());
-                out.push('=');
-                out.push_str(&v.trim().to_lowercase());
+    let mut value: Vec<u8> = Vec::new();
+    let mut in_value = false;
+    let flush = |out: &mut String, value: &mut Vec<u8>| {
+        let v = String::from_utf8_lossy(value);
+        let v = v.trim();
+        // A value that needs it is escaped again, the same way every time.
+        for c in v.chars().flat_map(char::to_lowercase) {
+            if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+                out.push('\\');
             }
-            None => out.push_str(&part.trim().to_lowercase()),
+            out.push(c);
         }
+        value.clear();
+    };
+    let b = dn.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' && i + 1 < b.len() {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(byte) => {
+                    value.push(byte);
+                    i += 3;
+                }
+                None => {
+                    value.push(b[i + 1]);
+                    i += 2;
+                }
+            }
+            continue;
+        }
+        if !in_value && c == b'=' {
+            let attr = String::from_utf8_lossy(&value).trim().to_ascii_lowercase();
+            out.push_str(&attr);
+            out.push('=');
+            value.clear();
+            in_value = true;
+        } else if c == b',' && in_value {
+            flush(&mut out, &mut value);
+            out.push(',');
+            in_value = false;
+        } else {
+            value.push(c);
+        }
+        i += 1;
+    }
+    if in_value {
+        flush(&mut out, &mut value);
+    } else {
+        out.push_str(String::from_utf8_lossy(&value).trim());
     }
     out
 }

@@ -176,3 +176,13 @@ fn entry_without_id_is_refused_with_its_dn() {
     );
     assert_eq!(err.column.as_deref(), Some("entryUUID"));
 }
+
+#[test]
+fn dns_compare_after_unescaping() {
+    assert_eq!(
+        norm_dn("cn=x)(uid\\3D*, OU=Groups,dc=example"),
+        norm_dn("CN=x)(uid=*,ou=groups,DC=example")
+    );
+    assert_eq!(norm_dn("cn=a\\,b,dc=x"), norm_dn("cn=a\\2Cb,dc=x"));
+    assert_ne!(norm_dn("cn=a\\,b,dc=x"), norm_dn("cn=a,cn=b,dc=x"));
+}

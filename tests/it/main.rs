@@ -6,6 +6,7 @@ mod common;
 mod daemon;
 mod import;
 mod inbox;
+mod ldap;
 mod resume;
 mod sip;
 mod store;

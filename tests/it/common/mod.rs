@@ -4,6 +4,7 @@
 
 pub mod pg;
 pub mod sip;
+pub mod slapd;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

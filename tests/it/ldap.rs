@@ -1,0 +1,356 @@
+//! The LDAP source against a real `slapd` (see `common::slapd`).
+
+use crate::common::slapd::{person, Slapd, SIZELIMIT, SUFFIX, SVC};
+use crate::common::{Backend, Env};
+use serde_json::Value;
+
+const PEOPLE: usize = 120;
+
+/// An ldap source on `slapd`; `conn` sets url/tls/ca_file, `more` adds keys.
+fn source(s: &Slapd, conn: &str, more: &str) -> String {
+    let _ = s;
+    format!(
+        r#"
+[[source]]
+name = "dir"
+kind = "ldap"
+domain = "acme.example"
+profile = "openldap"
+{conn}
+bind_dn = "{SVC}"
+bind_password_file = "ldap-password"
+base_dn = "ou=people,{SUFFIX}"
+disabled_filter = "(employeeType=inactive)"
+page_size = 20
+timeout_seconds = 3
+{more}
+[[mapping.rule]]
+group = "Sales"
+department = "Sales"
+"#
+    )
+}
+
+fn plain(s: &Slapd) -> String {
+    format!("url = \"{}\"\ntls = \"none\"", s.url())
+}
+
+async fn env_for(backend: Backend, s: &Slapd, conn: &str, more: &str) -> Env {
+    let env = Env::with_extra(backend, "writes_per_second = 0", &source(s, conn, more)).await;
+    env.write(
+        "ldap-password",
+        format!("{}\n", crate::common::slapd::SVC_PW).as_bytes(),
+    );
+    env
+}
+
+/// u0..u119; the group `pbx` holds `sales` (u0..u59) and u60..u99 directly.
+fn populate(s: &Slapd) {
+    let mut ldif = String::new();
+    for i in 0..PEOPLE {
+        ldif.push_str(&person(&format!("u{i}"), "User", &format!("N{i}"), ""));
+        ldif.push('\n');
+    }
+    s.add(&ldif);
+    let members = |r: std::ops::Range<usize>| {
+        r.map(|i| format!("member: uid=u{i},ou=people,{SUFFIX}\n"))
+            .collect::<String>()
+    };
+    s.add(&format!(
+        "dn: cn=Sales,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: Sales\n{}\n\
+         dn: cn=pbx,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: pbx\nmember: cn=Sales,ou=groups,{SUFFIX}\n{}",
+        members(0..60),
+        members(60..100)
+    ));
+}
+
+fn sync(env: &Env, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["sync"];
+    args.extend_from_slice(extra);
+    env.json(&args)
+}
+
+fn by_last_name<'a>(users: &'a [Value], sn: &str) -> &'a Value {
+    users
+        .iter()
+        .find(|u| u["last_name"] == sn)
+        .unwrap_or_else(|| panic!("no user {sn}"))
+}
+
+async fn follows_the_directory(backend: Backend) {
+    let s = Slapd::start();
+    populate(&s);
+    let env = env_for(
+        backend,
+        &s,
+        &plain(&s),
+        &format!("group = \"cn=PBX,ou=Groups,{SUFFIX}\""),
+    )
+    .await;
+
+    // Full read: more entries than the server's size limit, nested members only.
+    let (code, r) = sync(&env, &[]);
+    assert_eq!(code, 0, "{r}");
+    const { assert!(PEOPLE > SIZELIMIT) };
+    assert_eq!(r["created"], 100, "{r}");
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("full read"), "{notes}");
+    let users = env.users();
+    assert_eq!(users.len(), 100);
+    assert_eq!(by_last_name(&users, "N5")["department"], "Sales"); // nested via pbx → Sales
+    assert!(by_last_name(&users, "N70")["department"].is_null());
+    assert!(!users.iter().any(|u| u["last_name"] == "N110"));
+
+    // Changes: an attribute, a disabled account, a leaver, a joiner.
+    s.modify(&format!(
+        "dn: uid=u6,ou=people,{SUFFIX}\nchangetype: modify\nreplace: sn\nsn: Renamed\n\n\
+         dn: uid=u5,ou=people,{SUFFIX}\nchangetype: modify\nadd: employeeType\nemployeeType: inactive\n\n\
+         dn: cn=pbx,ou=groups,{SUFFIX}\nchangetype: modify\nadd: member\nmember: uid=u110,ou=people,{SUFFIX}\n"
+    ));
+    s.delete(&format!("uid=u7,ou=people,{SUFFIX}"));
+
+    // Changed-only read: applies changes and the disabled account, but a
+    // missing entry disables no one.
+    let (code, r) = sync(&env, &[]);
+    assert_eq!(code, 0, "{r}");
+    assert!(r["notes"].to_string().contains("changed-only read"), "{r}");
+    assert_eq!(r["disabled"], 1, "{r}");
+    let users = env.users();
+    assert_eq!(by_last_name(&users, "Renamed")["status"], "active");
+    assert_eq!(by_last_name(&users, "N5")["status"], "disabled");
+    assert_eq!(by_last_name(&users, "N7")["status"], "active");
+
+    // A forced full read finds the leaver (and the new member, which the
+    // changed-only read may have found already).
+    let (code, r) = sync(&env, &["--full"]);
+    assert_eq!(code, 0, "{r}");
+    assert!(r["notes"].to_string().contains("full read"), "{r}");
+    assert_eq!(r["disabled"], 1, "{r}");
+    let users = env.users();
+    assert_eq!(by_last_name(&users, "N7")["status"], "disabled");
+    assert_eq!(by_last_name(&users, "N110")["status"], "active");
+
+    // Nothing changed: a no-op.
+    let (code, r) = sync(&env, &["--full"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(
+        r["created"].as_u64().unwrap_or(9) + r["updated"].as_u64().unwrap_or(9),
+        0,
+        "{r}"
+    );
+}
+
+async fn a_failed_read_disables_no_one(backend: Backend) {
+    let mut s = Slapd::start();
+    populate(&s);
+    let env = env_for(backend, &s, &plain(&s), "").await;
+    let (code, r) = sync(&env, &[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["created"], PEOPLE, "{r}");
+
+    // Server frozen: the bind times out.
+    let stop = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &s.pid().to_string()])
+            .status()
+            .expect("kill");
+    };
+    stop("-STOP");
+    let t = std::time::Instant::now();
+    let (code, r) = sync(&env, &["--full"]);
+    stop("-CONT");
+    assert_eq!(code, 4, "{r}");
+    assert_eq!(r["outcome"], "failed");
+    assert!(
+        t.elapsed().as_secs() < 20,
+        "the timeout did not bound the read"
+    );
+
+    // Server gone: nothing disabled, the run is on record.
+    s.kill();
+    let (code, r) = sync(&env, &["--full"]);
+    assert_eq!(code, 4, "{r}");
+    assert_eq!(r["disabled"], 0);
+    assert!(
+        r["errors"].to_string().contains("no directory server"),
+        "{r}"
+    );
+    let (_, runs) = env.json(&["runs"]);
+    assert_eq!(runs[0]["outcome"], "failed", "{runs}");
+    assert!(env.users().iter().all(|u| u["status"] == "active"));
+
+    // Cut mid-read (a proxy drops the connection after a few pages).
+    s.restart();
+    let proxy = cutting_proxy(s.port, 12_000);
+    let cut = env_for(
+        backend,
+        &s,
+        &format!("url = \"ldap://127.0.0.1:{proxy}\"\ntls = \"none\""),
+        "",
+    )
+    .await;
+    let (code, r) = sync(&cut, &["--full"]);
+    assert_eq!(code, 4, "{r}");
+    assert!(r["errors"].to_string().contains("the search failed"), "{r}");
+
+    // Back up: the next run recovers and changes nothing.
+    let (code, r) = sync(&env, &["--full"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["disabled"], 0, "{r}");
+    assert_eq!(r["unchanged"], PEOPLE, "{r}");
+}
+
+/// A loopback TCP proxy to `port` that closes both sides once it has passed
+/// `limit` bytes from the server.
+fn cutting_proxy(port: u16, limit: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let local = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().take(4) {
+            let Ok(mut client) = client else { return };
+            let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return;
+            };
+            let (mut c2, mut s2) = match (client.try_clone(), server.try_clone()) {
+                (Ok(c), Ok(s)) => (c, s),
+                _ => return,
+            };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut s2);
+            });
+            let mut passed = 0;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = server.read(&mut buf) {
+                if n == 0 || passed >= limit {
+                    break;
+                }
+                passed += n;
+                if client.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            let _ = server.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    local
+}
+
+crate::both_stores!(follows_the_directory, a_failed_read_disables_no_one);
+
+async fn check(env: &Env) -> (i32, String) {
+    let (code, r) = env.json(&["sync", "--dry-run"]);
+    if code == 0 {
+        assert_eq!(r["created"], PEOPLE, "{r}");
+    }
+    (code, r.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_and_fails_closed() {
+    let s = Slapd::start();
+    populate(&s);
+    let b = Backend::Sqlite;
+    let ca = s.ca().display().to_string();
+    let other = s.other_ca().display().to_string();
+    let ok = [
+        format!("url = \"{}\"\nca_file = \"{ca}\"", s.ldaps_url()),
+        format!(
+            "url = \"{}\"\ntls = \"starttls\"\nca_file = \"{ca}\"",
+            s.url()
+        ),
+    ];
+    for conn in ok {
+        let env = env_for(b, &s, &conn, "").await;
+        let (code, out) = check(&env).await;
+        assert_eq!(code, 0, "{conn}: {out}");
+    }
+    let port = s.tls_port;
+    let bad = [
+        // A CA that did not sign the server's certificate.
+        (
+            format!("url = \"{}\"\nca_file = \"{other}\"", s.ldaps_url()),
+            "certificate",
+        ),
+        (
+            format!(
+                "url = \"{}\"\ntls = \"starttls\"\nca_file = \"{other}\"",
+                s.url()
+            ),
+            "certificate",
+        ),
+        // The certificate is for 127.0.0.1, not `localhost`.
+        (
+            format!("url = \"ldaps://localhost:{port}\"\nca_file = \"{ca}\""),
+            "certificate",
+        ),
+    ];
+    for (conn, why) in bad {
+        let env = env_for(b, &s, &conn, "").await;
+        let (code, out) = check(&env).await;
+        assert_eq!(code, 4, "{conn}: {out}");
+        assert!(out.to_lowercase().contains(why), "{conn}: {out}");
+    }
+    // A server that refuses StartTLS: no fallback to plain text.
+    let plain_only = Slapd::start_with(false);
+    populate(&plain_only);
+    let env = env_for(
+        b,
+        &plain_only,
+        &format!(
+            "url = \"{}\"\ntls = \"starttls\"\nca_file = \"{ca}\"",
+            plain_only.url()
+        ),
+        "",
+    )
+    .await;
+    let (code, out) = check(&env).await;
+    assert_eq!(code, 4, "{out}");
+    // Failover: a dead first server, then a good one.
+    let dead = crate::common::pg::free_port();
+    let env = env_for(
+        b,
+        &s,
+        &format!(
+            "url = [\"ldap://127.0.0.1:{dead}\", \"{}\"]\ntls = \"none\"",
+            s.url()
+        ),
+        "",
+    )
+    .await;
+    let (code, out) = check(&env).await;
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_values_cannot_widen_the_search() {
+    let s = Slapd::start();
+    populate(&s);
+    // A group whose name is a filter fragment: it exists, has one member,
+    // and must select exactly that member.
+    s.add(&format!(
+        "dn: cn=x)(uid=*,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: x)(uid=*\nmember: uid=u1,ou=people,{SUFFIX}\n"
+    ));
+    let env = env_for(
+        Backend::Sqlite,
+        &s,
+        &plain(&s),
+        &format!("group = \"cn=x)(uid=*,ou=groups,{SUFFIX}\""),
+    )
+    .await;
+    let (code, r) = sync(&env, &[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["created"], 1, "{r}");
+    // A group that does not exist is an error, not an empty (or full) read.
+    let env = env_for(
+        Backend::Sqlite,
+        &s,
+        &plain(&s),
+        &format!("group = \"cn=*,ou=groups,{SUFFIX}\""),
+    )
+    .await;
+    let (code, r) = sync(&env, &[]);
+    assert_eq!(code, 4, "{r}");
+    assert!(r["errors"].to_string().contains("does not exist"), "{r}");
+}
