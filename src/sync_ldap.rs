@@ -173,6 +173,7 @@ mod tests {
             group_base_dn: "dc=x".into(),
             filter: None,
             disabled_filter: None,
+            person_filter: None,
             page_size: 10,
             full_sync_every: Duration::from_secs(6 * 3600),
             timeout: Duration::from_secs(1),

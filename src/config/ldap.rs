@@ -134,6 +134,10 @@ pub struct LdapSourceConfig {
     pub filter: Option<String>,
     /// OpenLDAP: entries matching this filter are disabled on the PBX.
     pub disabled_filter: Option<String>,
+    /// Replaces the profile's filter for people (AD:
+    /// `(&(objectCategory=person)(objectClass=user))`, OpenLDAP:
+    /// `(objectClass=person)`).
+    pub person_filter: Option<String>,
     pub page_size: u32,
     pub full_sync_every: Duration,
     /// Bound on connect, bind and each search page.
@@ -324,6 +328,7 @@ impl Checker<'_> {
             .map_or_else(|| suffix_of(&base_dn), |g| g.get_ref().trim().to_string());
         let filter = self.filter_ok(&s.filter, "source.filter")?;
         let disabled_filter = self.filter_ok(&s.disabled_filter, "source.disabled_filter")?;
+        let person_filter = self.filter_ok(&s.person_filter, "source.person_filter")?;
         if profile == LdapProfile::ActiveDirectory && disabled_filter.is_some() {
             return Err(self.err(
                 s.name.span(),
@@ -402,6 +407,7 @@ impl Checker<'_> {
             group_base_dn,
             filter,
             disabled_filter,
+            person_filter,
             page_size,
             full_sync_every,
             timeout,

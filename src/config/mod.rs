@@ -233,6 +233,8 @@ struct RawSource {
     #[serde(default)]
     disabled_filter: Option<Spanned<String>>,
     #[serde(default)]
+    person_filter: Option<Spanned<String>>,
+    #[serde(default)]
     page_size: Option<Spanned<u32>>,
     #[serde(default)]
     full_sync_every: Option<Spanned<String>>,
@@ -855,6 +857,7 @@ impl Checker<'_> {
                     ("bind_dn", s.bind_dn.is_some()),
                     ("base_dn", s.base_dn.is_some()),
                     ("filter", s.filter.is_some()),
+                    ("person_filter", s.person_filter.is_some()),
                     ("group", s.group.is_some()),
                     ("attributes", s.attributes.is_some()),
                     ("full_sync_every", s.full_sync_every.is_some()),

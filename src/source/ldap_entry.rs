@@ -37,14 +37,14 @@ pub enum Since {
 /// reads the marker. Every configured or stored value is escaped.
 pub fn person_filter(c: &LdapSourceConfig, since: Option<&Since>) -> String {
     let mut f = String::from("(&");
-    match c.profile {
-        LdapProfile::ActiveDirectory => {
-            f.push_str("(objectCategory=person)(objectClass=user)");
-            if let Some(g) = &c.group {
-                f.push_str(&format!("(memberOf:{IN_CHAIN}:={})", ldap_escape(g)));
-            }
-        }
-        LdapProfile::OpenLdap => f.push_str("(objectClass=person)"),
+    let ad = c.profile == LdapProfile::ActiveDirectory;
+    match &c.person_filter {
+        Some(p) => f.push_str(p),
+        None if ad => f.push_str("(objectCategory=person)(objectClass=user)"),
+        None => f.push_str("(objectClass=person)"),
+    }
+    if let (true, Some(g)) = (ad, &c.group) {
+        f.push_str(&format!("(memberOf:{IN_CHAIN}:={})", ldap_escape(g)));
     }
     if let Some(extra) = &c.filter {
         f.push_str(extra);

@@ -15,6 +15,7 @@ fn cfg(profile: LdapProfile) -> LdapSourceConfig {
         group_base_dn: "dc=example".into(),
         filter: None,
         disabled_filter: None,
+        person_filter: None,
         page_size: 500,
         full_sync_every: Duration::from_secs(3600),
         timeout: Duration::from_secs(5),

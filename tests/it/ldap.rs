@@ -354,3 +354,64 @@ async fn configured_values_cannot_widen_the_search() {
     assert_eq!(code, 4, "{r}");
     assert!(r["errors"].to_string().contains("does not exist"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_directory_profile() {
+    use crate::common::slapd::ad_user;
+    let s = Slapd::start_ad();
+    // objectGUID bytes as AD stores them: the first three groups little-endian.
+    let ann = [
+        0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+        0xff,
+    ];
+    let bob = [1u8; 16];
+    let cy = [2u8; 16];
+    s.add(&format!(
+        "{}\n{}\n{}",
+        ad_user(
+            "Ann Lee",
+            &ann,
+            512,
+            "givenName: Ann\nsn: Lee\nipPhone: 2001\ntelephoneNumber: +1 555 0100\ndepartment: Sales\n\
+             physicalDeliveryOfficeName: HQ\nproxyAddresses: SMTP:ann@acme.example\n\
+             proxyAddresses: smtp:a.lee@acme.example\nmemberOf: CN=Support Agents,OU=Groups,DC=acme\n"
+        ),
+        ad_user("Bob Disabled", &bob, 514, "givenName: Bob\nsn: Disabled\nmail: bob@acme.example\n"),
+        ad_user("Cy Ng", &cy, 66048, "givenName: Cy\nsn: Ng\nmail: cy@acme.example\ntelephoneNumber: 4321\n"),
+    ));
+    let more = "person_filter = \"(objectClass=user)\"\nattributes = { email = [\"mail\", \"proxyAddresses\"] }";
+    let env = Env::with_extra(
+        Backend::Sqlite,
+        "writes_per_second = 0",
+        &source(&s, &plain(&s), more)
+            .replace("profile = \"openldap\"", "profile = \"active_directory\"")
+            .replace("disabled_filter = \"(employeeType=inactive)\"\n", ""),
+    )
+    .await;
+    env.write("ldap-password", crate::common::slapd::SVC_PW.as_bytes());
+    let (code, r) = sync(&env, &[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["created"], 2, "{r}"); // Bob's account is disabled: not created
+    let users = env.users();
+    let a = by_last_name(&users, "Lee");
+    assert_eq!(a["source_id"], "00112233-4455-6677-8899-aabbccddeeff");
+    assert_eq!(a["extension"], "2001"); // ipPhone before telephoneNumber
+    assert_eq!(a["site"], "HQ");
+    assert_eq!(a["department"], "Sales"); // the directory value wins over the rule
+    assert_eq!(a["scope"], "Call Center Agent");
+    assert_eq!(a["emails"][0], "ann@acme.example");
+    assert_eq!(by_last_name(&users, "Ng")["extension"], "4321");
+
+    // The disabled bit set on Cy: disabled on the PBX.
+    s.modify(&format!(
+        "dn: cn=Cy Ng,ou=people,{SUFFIX}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 66050\n"
+    ));
+    // Half of a two-user domain: the disable threshold holds it back.
+    let (code, r) = sync(&env, &[]);
+    assert_eq!(code, 3, "{r}");
+    assert_eq!(by_last_name(&env.users(), "Ng")["status"], "active");
+    let (code, r) = sync(&env, &["--override-limits"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["disabled"], 1, "{r}");
+    assert_eq!(by_last_name(&env.users(), "Ng")["status"], "disabled");
+}

@@ -84,6 +84,19 @@ impl Slapd {
 
     /// `tls = false`: no certificate at all, so StartTLS is refused.
     pub fn start_with(tls: bool) -> Slapd {
+        Slapd::start_schema(tls, false)
+    }
+
+    /// An Active-Directory-like server: OpenLDAP's copy of Microsoft's user
+    /// schema (`msuser.schema`: objectGUID, userAccountControl, ipPhone,
+    /// uSNChanged, memberOf as a plain attribute) instead of the overlay.
+    /// Those attributes have no matching rules there, so tests select people
+    /// with `person_filter = "(objectClass=user)"`.
+    pub fn start_ad() -> Slapd {
+        Slapd::start_schema(false, true)
+    }
+
+    fn start_schema(tls: bool, ad: bool) -> Slapd {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::create_dir_all(d.join("db")).expect("mkdir db");
@@ -96,13 +109,24 @@ impl Slapd {
         } else {
             String::new()
         };
+        let (schema, overlay) = if ad {
+            (
+                "include /etc/ldap/schema/nis.schema\ninclude /etc/ldap/schema/msuser.schema\n",
+                "",
+            )
+        } else {
+            (
+                "moduleload memberof\n",
+                "overlay memberof\nmemberof-group-oc groupOfNames\nmemberof-member-ad member\n",
+            )
+        };
         let conf = format!(
             r#"include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
-moduleload memberof
+{schema}
 pidfile {dir}/slapd.pid
 {tls_conf}
 database mdb
@@ -115,9 +139,7 @@ sizelimit size.soft={SIZELIMIT} size.hard={SIZELIMIT} size.prtotal=unlimited
 access to attrs=userPassword by anonymous auth by * none
 access to * by users read by * none
 index objectClass eq
-overlay memberof
-memberof-group-oc groupOfNames
-memberof-member-ad member
+{overlay}
 "#,
             dir = d.display()
         );
@@ -262,4 +284,33 @@ pub fn person(uid: &str, given: &str, sn: &str, extra: &str) -> String {
         "dn: uid={uid},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {given} {sn}\n\
          givenName: {given}\nsn: {sn}\nmail: {uid}@acme.example\n{extra}\n"
     )
+}
+
+/// One AD-like `user` under ou=people: `guid` as objectGUID (binary), `uac`
+/// as userAccountControl.
+pub fn ad_user(cn: &str, guid: &[u8; 16], uac: u32, extra: &str) -> String {
+    let b64 = base64_encode(guid);
+    format!(
+        "dn: cn={cn},ou=people,{SUFFIX}\nobjectClass: user\nobjectClass: extensibleObject\ncn: {cn}\n\
+         instanceType: 4\nnTSecurityDescriptor: AA==\n\
+         objectCategory: CN=Person,CN=Schema,CN=Configuration,{SUFFIX}\n\
+         objectGUID:: {b64}\nuserAccountControl: {uac}\n{extra}\n"
+    )
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &x| acc << 8 | u32::from(x)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
