@@ -8,13 +8,13 @@ use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     log: std::path::PathBuf,
 }
 
 impl Daemon {
-    fn start(env: &Env, port: u16, tag: &str) -> Daemon {
+    pub(crate) fn start(env: &Env, port: u16, tag: &str) -> Daemon {
         let log = env.path(&format!("daemon-{tag}.log"));
         let f = std::fs::File::create(&log).expect("log");
         let child = env
@@ -32,7 +32,7 @@ impl Daemon {
         d
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -45,7 +45,7 @@ impl Daemon {
     }
 
     #[track_caller]
-    fn wait_until(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    pub(crate) fn wait_until(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if f() {
@@ -60,7 +60,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status within `limit`.
-    fn stop(mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+    pub(crate) fn stop(mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
         let t = Instant::now();
         self.signal("-TERM");
         while t.elapsed() < limit {
@@ -82,7 +82,7 @@ impl Drop for Daemon {
 }
 
 /// A bounded HTTP/1.1 GET on 127.0.0.1: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(

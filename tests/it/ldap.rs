@@ -237,7 +237,11 @@ fn cutting_proxy(port: u16, limit: usize) -> u16 {
     local
 }
 
-crate::both_stores!(follows_the_directory, a_failed_read_disables_no_one);
+crate::both_stores!(
+    follows_the_directory,
+    a_failed_read_disables_no_one,
+    daemon_syncs_on_schedule
+);
 
 async fn check(env: &Env) -> (i32, String) {
     let (code, r) = env.json(&["sync", "--dry-run"]);
@@ -414,4 +418,47 @@ async fn active_directory_profile() {
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["disabled"], 1, "{r}");
     assert_eq!(by_last_name(&env.users(), "Ng")["status"], "disabled");
+}
+
+async fn daemon_syncs_on_schedule(backend: Backend) {
+    use crate::daemon::{http_get, Daemon};
+    use std::time::Duration;
+    let mut s = Slapd::start();
+    populate(&s);
+    let port = crate::common::pg::free_port();
+    let env = env_for(
+        backend,
+        &s,
+        &plain(&s),
+        &format!("schedule = \"*/2 * * * * *\"\n[web]\nlisten = \"127.0.0.1:{port}\""),
+    )
+    .await;
+    let d = Daemon::start(&env, port, "ldap");
+    d.wait_until("the first sync", Duration::from_secs(30), || {
+        env.users().len() == PEOPLE
+    });
+    s.modify(&format!(
+        "dn: uid=u3,ou=people,{SUFFIX}\nchangetype: modify\nreplace: sn\nsn: Scheduled\n"
+    ));
+    d.wait_until(
+        "a scheduled changed-only sync",
+        Duration::from_secs(30),
+        || env.users().iter().any(|u| u["last_name"] == "Scheduled"),
+    );
+    // The directory goes away: failed runs, nobody disabled.
+    s.kill();
+    d.wait_until("a failed run in /metrics", Duration::from_secs(30), || {
+        http_get(port, "/metrics").is_some_and(|(_, m)| {
+            m.contains("pbx_onboard_runs_total{source=\"dir\",outcome=\"failed\"}")
+        })
+    });
+    assert!(env.users().iter().all(|u| u["status"] == "active"));
+    let log = d.log();
+    assert!(log.contains("directory read failed"), "{log}");
+    assert!(
+        !log.contains(crate::common::slapd::SVC_PW),
+        "the bind password was logged"
+    );
+    let (status, _) = d.stop(Duration::from_secs(10));
+    assert!(status.success(), "exit {status:?}");
 }
