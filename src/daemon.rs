@@ -271,30 +271,23 @@ async fn pass(
         plan_out: None,
         stop: Some(stop.clone()),
     };
-    if let SourceKind::Ldap(_) = source.kind {
-        match crate::sync_ldap::sync_ldap(cfg, store, source, false, &opts).await {
-            Ok(r) => {
-                metrics.record(&r);
-                tracing::info!(
-                    source = %source.name,
-                    run_id = r.run_id,
-                    outcome = ?r.outcome,
-                    created = r.created,
-                    updated = r.updated,
-                    disabled = r.disabled,
-                    errors = r.errors.len(),
-                    interrupted = r.interrupted,
-                    "directory sync finished"
-                );
-            }
-            Err(e) => {
-                metrics.record_failure(&source.name);
-                tracing::error!(source = %source.name, error = %e, "directory sync failed");
-            }
-        }
-        return;
-    }
-    match sync::process_inbox(cfg, store, source, &opts).await {
+    // A drop-folder pass imports each settled file as its own run; a
+    // directory sync is one run.
+    let (done, failed, result) = match source.kind {
+        SourceKind::Ldap(_) => (
+            "directory sync finished",
+            "directory sync failed",
+            crate::sync_ldap::sync_ldap(cfg, store, source, false, &opts)
+                .await
+                .map(|r| vec![r]),
+        ),
+        SourceKind::Csv(_) => (
+            "drop-folder file imported",
+            "drop-folder pass failed",
+            sync::process_inbox(cfg, store, source, &opts).await,
+        ),
+    };
+    match result {
         Ok(reports) => {
             for r in &reports {
                 metrics.record(r);
@@ -307,13 +300,13 @@ async fn pass(
                     disabled = r.disabled,
                     errors = r.errors.len(),
                     interrupted = r.interrupted,
-                    "drop-folder file imported"
+                    "{done}"
                 );
             }
         }
         Err(e) => {
             metrics.record_failure(&source.name);
-            tracing::error!(source = %source.name, error = %e, "drop-folder pass failed");
+            tracing::error!(source = %source.name, error = %e, "{failed}");
         }
     }
 }

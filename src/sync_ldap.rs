@@ -131,54 +131,31 @@ async fn failed_read(
         source_id: None,
     };
     let note = "the directory read failed: nothing was applied and nobody was disabled".to_string();
-    if opts.dry_run {
-        return Ok(RunReport::failed(
-            &source.name,
-            &source.domain,
-            None,
-            true,
-            error,
-            vec![note],
-        ));
-    }
-    let run_id = store.start_run(&source.name, &source.domain).await?;
+    let run_id = if opts.dry_run {
+        None
+    } else {
+        Some(store.start_run(&source.name, &source.domain).await?)
+    };
     let report = RunReport::failed(
         &source.name,
         &source.domain,
-        Some(run_id),
-        false,
+        run_id,
+        opts.dry_run,
         error,
         vec![note],
     );
-    store.finish_run(run_id, &report).await?;
+    if let Some(id) = run_id {
+        store.finish_run(id, &report).await?;
+    }
     Ok(report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AttrMap, LdapTls};
-    use std::time::Duration;
 
     fn cfg(profile: LdapProfile) -> LdapSourceConfig {
-        LdapSourceConfig {
-            profile,
-            urls: vec!["ldap://127.0.0.1:1".into()],
-            tls: LdapTls::None,
-            ca_file: None,
-            bind_dn: None,
-            bind_password: None,
-            base_dn: "dc=x".into(),
-            group: None,
-            group_base_dn: "dc=x".into(),
-            filter: None,
-            disabled_filter: None,
-            person_filter: None,
-            page_size: 10,
-            full_sync_every: Duration::from_secs(6 * 3600),
-            timeout: Duration::from_secs(1),
-            attributes: AttrMap::defaults(profile),
-        }
+        LdapSourceConfig::for_tests(profile)
     }
 
     fn mark(at: i64, m: &str) -> Option<ReadMark> {

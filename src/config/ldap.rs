@@ -145,6 +145,31 @@ pub struct LdapSourceConfig {
     pub attributes: AttrMap,
 }
 
+#[cfg(test)]
+impl LdapSourceConfig {
+    /// A plain-text source on 127.0.0.1 with the profile's defaults, for tests.
+    pub(crate) fn for_tests(profile: LdapProfile) -> LdapSourceConfig {
+        LdapSourceConfig {
+            profile,
+            urls: vec!["ldap://127.0.0.1:389".into()],
+            tls: LdapTls::None,
+            ca_file: None,
+            bind_dn: None,
+            bind_password: None,
+            base_dn: "ou=people,dc=example".into(),
+            group: None,
+            group_base_dn: "dc=example".into(),
+            filter: None,
+            disabled_filter: None,
+            person_filter: None,
+            page_size: 500,
+            full_sync_every: Duration::from_secs(6 * 3600),
+            timeout: Duration::from_secs(5),
+            attributes: AttrMap::defaults(profile),
+        }
+    }
+}
+
 /// `6h`, `90m`, `1d`, `45s`: a whole number and one unit.
 pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -186,7 +211,10 @@ impl Checker<'_> {
             self.err(
                 s.name.span(),
                 key,
-                format!("an ldap source needs `{}`: {hint}", &key[7..]),
+                format!(
+                    "an ldap source needs `{}`: {hint}",
+                    key.trim_start_matches("source.")
+                ),
             )
         })
     }

@@ -63,13 +63,6 @@ pub async fn read_directory(
     result
 }
 
-/// Connects and binds to the first server that lets us, for `check-config`.
-pub async fn probe(c: &LdapSourceConfig) -> Result<String, LdapError> {
-    let (mut ldap, server) = connect_any(c).await?;
-    let _ = tokio::time::timeout(Duration::from_secs(2), ldap.unbind()).await;
-    Ok(server)
-}
-
 fn tls_config(c: &LdapSourceConfig) -> Result<Option<Arc<rustls::ClientConfig>>, LdapError> {
     let Some(path) = &c.ca_file else {
         return Ok(None);

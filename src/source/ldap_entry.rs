@@ -165,14 +165,6 @@ impl GroupGraph {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
     /// Every entry that is a member of `group`, directly or through groups
     /// (cycles are fine).
     pub fn members_of(&self, group: &str) -> HashSet<String> {
@@ -337,8 +329,9 @@ pub fn to_record(
         .filter(|v| !v.is_empty())
         .collect();
     if let Some(g) = graph {
+        let mut have: HashSet<String> = groups.iter().map(|x| norm_dn(x)).collect();
         for parent in g.groups_of(&e.dn) {
-            if !groups.iter().any(|x| norm_dn(x) == norm_dn(&parent)) {
+            if have.insert(norm_dn(&parent)) {
                 groups.push(parent.to_string());
             }
         }

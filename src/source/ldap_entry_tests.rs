@@ -1,26 +1,7 @@
 use super::*;
-use crate::config::{AttrMap, LdapTls};
-use std::time::Duration;
 
 fn cfg(profile: LdapProfile) -> LdapSourceConfig {
-    LdapSourceConfig {
-        profile,
-        urls: vec!["ldap://127.0.0.1:389".into()],
-        tls: LdapTls::None,
-        ca_file: None,
-        bind_dn: None,
-        bind_password: None,
-        base_dn: "ou=people,dc=example".into(),
-        group: None,
-        group_base_dn: "dc=example".into(),
-        filter: None,
-        disabled_filter: None,
-        person_filter: None,
-        page_size: 500,
-        full_sync_every: Duration::from_secs(3600),
-        timeout: Duration::from_secs(5),
-        attributes: AttrMap::defaults(profile),
-    }
+    LdapSourceConfig::for_tests(profile)
 }
 
 fn origin() -> Origin {

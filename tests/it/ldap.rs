@@ -7,8 +7,7 @@ use serde_json::Value;
 const PEOPLE: usize = 120;
 
 /// An ldap source on `slapd`; `conn` sets url/tls/ca_file, `more` adds keys.
-fn source(s: &Slapd, conn: &str, more: &str) -> String {
-    let _ = s;
+fn source(conn: &str, more: &str) -> String {
     format!(
         r#"
 [[source]]
@@ -35,8 +34,8 @@ fn plain(s: &Slapd) -> String {
     format!("url = \"{}\"\ntls = \"none\"", s.url())
 }
 
-async fn env_for(backend: Backend, s: &Slapd, conn: &str, more: &str) -> Env {
-    let env = Env::with_extra(backend, "writes_per_second = 0", &source(s, conn, more)).await;
+async fn env_for(backend: Backend, conn: &str, more: &str) -> Env {
+    let env = Env::with_extra(backend, "writes_per_second = 0", &source(conn, more)).await;
     env.write(
         "ldap-password",
         format!("{}\n", crate::common::slapd::SVC_PW).as_bytes(),
@@ -82,7 +81,6 @@ async fn follows_the_directory(backend: Backend) {
     populate(&s);
     let env = env_for(
         backend,
-        &s,
         &plain(&s),
         &format!("group = \"cn=PBX,ou=Groups,{SUFFIX}\""),
     )
@@ -143,7 +141,7 @@ async fn follows_the_directory(backend: Backend) {
 async fn a_failed_read_disables_no_one(backend: Backend) {
     let mut s = Slapd::start();
     populate(&s);
-    let env = env_for(backend, &s, &plain(&s), "").await;
+    let env = env_for(backend, &plain(&s), "").await;
     let (code, r) = sync(&env, &[]);
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["created"], PEOPLE, "{r}");
@@ -184,7 +182,6 @@ async fn a_failed_read_disables_no_one(backend: Backend) {
     let proxy = cutting_proxy(s.port, 12_000);
     let cut = env_for(
         backend,
-        &s,
         &format!("url = \"ldap://127.0.0.1:{proxy}\"\ntls = \"none\""),
         "",
     )
@@ -266,7 +263,7 @@ async fn tls_is_verified_and_fails_closed() {
         ),
     ];
     for conn in ok {
-        let env = env_for(b, &s, &conn, "").await;
+        let env = env_for(b, &conn, "").await;
         let (code, out) = check(&env).await;
         assert_eq!(code, 0, "{conn}: {out}");
     }
@@ -291,7 +288,7 @@ async fn tls_is_verified_and_fails_closed() {
         ),
     ];
     for (conn, why) in bad {
-        let env = env_for(b, &s, &conn, "").await;
+        let env = env_for(b, &conn, "").await;
         let (code, out) = check(&env).await;
         assert_eq!(code, 4, "{conn}: {out}");
         assert!(out.to_lowercase().contains(why), "{conn}: {out}");
@@ -301,7 +298,6 @@ async fn tls_is_verified_and_fails_closed() {
     populate(&plain_only);
     let env = env_for(
         b,
-        &plain_only,
         &format!(
             "url = \"{}\"\ntls = \"starttls\"\nca_file = \"{ca}\"",
             plain_only.url()
@@ -315,7 +311,6 @@ async fn tls_is_verified_and_fails_closed() {
     let dead = crate::common::pg::free_port();
     let env = env_for(
         b,
-        &s,
         &format!(
             "url = [\"ldap://127.0.0.1:{dead}\", \"{}\"]\ntls = \"none\"",
             s.url()
@@ -338,7 +333,6 @@ async fn configured_values_cannot_widen_the_search() {
     ));
     let env = env_for(
         Backend::Sqlite,
-        &s,
         &plain(&s),
         &format!("group = \"cn=x)(uid=*,ou=groups,{SUFFIX}\""),
     )
@@ -349,7 +343,6 @@ async fn configured_values_cannot_widen_the_search() {
     // A group that does not exist is an error, not an empty (or full) read.
     let env = env_for(
         Backend::Sqlite,
-        &s,
         &plain(&s),
         &format!("group = \"cn=*,ou=groups,{SUFFIX}\""),
     )
@@ -387,7 +380,7 @@ async fn active_directory_profile() {
     let env = Env::with_extra(
         Backend::Sqlite,
         "writes_per_second = 0",
-        &source(&s, &plain(&s), more)
+        &source(&plain(&s), more)
             .replace("profile = \"openldap\"", "profile = \"active_directory\"")
             .replace("disabled_filter = \"(employeeType=inactive)\"\n", ""),
     )
@@ -428,7 +421,6 @@ async fn daemon_syncs_on_schedule(backend: Backend) {
     let port = crate::common::pg::free_port();
     let env = env_for(
         backend,
-        &s,
         &plain(&s),
         &format!("schedule = \"*/2 * * * * *\"\n[web]\nlisten = \"127.0.0.1:{port}\""),
     )
