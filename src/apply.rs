@@ -12,7 +12,7 @@
 //! back); re-running the import plans what is left.
 
 use crate::config::{DomainConfig, Limits};
-use crate::model::Status;
+use crate::model::{Status, UserKind};
 use crate::plan::{Action, Plan, RowRef};
 use crate::store::{ActionRecord, NameTable, NewDevice, NewUser, Store, StoreError};
 use governor::{Quota, RateLimiter};
@@ -416,6 +416,15 @@ async fn write_chunk(
             }
         }
     }
+    // A person with an email gets a welcome, committed with the user.
+    let welcome: Vec<i64> = records
+        .iter()
+        .filter(|r| r.action == "create")
+        .zip(creates.iter())
+        .filter(|(_, u)| !u.fields.emails.is_empty() && u.fields.kind == UserKind::Person)
+        .filter_map(|(r, _)| r.user_id)
+        .collect();
+    Store::queue_welcomes(&mut tx, &welcome, &d.name).await?;
     Store::insert_devices(&mut tx, domain_id, &d.name, &devices).await?;
     Store::set_status(&mut tx, &disable, Status::Disabled).await?;
     Store::delete_users(&mut tx, &delete).await?;

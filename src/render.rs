@@ -3,7 +3,7 @@
 
 use crate::cli::{Format, ListFormat};
 use crate::source::inbox::safe_cell;
-use crate::store::{DeviceView, Rotated, RunRow, UserView};
+use crate::store::{DeviceView, Rotated, RunRow, UserView, WelcomeState};
 use std::io::Write;
 
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -33,7 +33,6 @@ fn opt(s: &Option<String>) -> String {
 }
 
 pub fn users(users: &[UserView], format: ListFormat) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
     let header = [
         "domain",
         "extension",
@@ -80,9 +79,20 @@ pub fn users(users: &[UserView], format: ListFormat) -> anyhow::Result<()> {
             ]
         })
         .collect();
+    list(users, &header, &rows, format)
+}
+
+/// Writes a listing as a table, JSON (the items) or formula-safe CSV.
+fn list<T: serde::Serialize>(
+    items: &[T],
+    header: &[&str],
+    rows: &[Vec<String>],
+    format: ListFormat,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     match format {
-        ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(users)?)?,
-        ListFormat::Table => write!(out, "{}", table(&header, &rows))?,
+        ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(items)?)?,
+        ListFormat::Table => write!(out, "{}", table(header, rows))?,
         ListFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(header)?;
@@ -93,6 +103,38 @@ pub fn users(users: &[UserView], format: ListFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `welcome pending`: each person's latest welcome.
+pub fn welcomes(states: &[WelcomeState], format: ListFormat) -> anyhow::Result<()> {
+    let header = [
+        "domain",
+        "extension",
+        "name",
+        "emails",
+        "state",
+        "attempts",
+        "sent_at",
+        "expires_at",
+        "last_error",
+    ];
+    let rows: Vec<Vec<String>> = states
+        .iter()
+        .map(|w| {
+            vec![
+                w.domain.clone(),
+                w.extension.clone(),
+                w.name.clone(),
+                w.emails.join("; "),
+                w.state.clone(),
+                w.attempts.to_string(),
+                w.sent_at.map(when).unwrap_or_default(),
+                w.expires_at.map(when).unwrap_or_default(),
+                opt(&w.last_error),
+            ]
+        })
+        .collect();
+    list(states, &header, &rows, format)
 }
 
 fn when(t: i64) -> String {

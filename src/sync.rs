@@ -164,6 +164,7 @@ async fn execute(
     if plan.refused.is_some() && !opts.override_limits {
         let report = RunReport::new(plan, Some(run_id), false, false, &[]);
         store.finish_run(run_id, &report).await?;
+        crate::mail::queue_admin_report(&cfg.mail, store, &report, plan, &[]).await;
         tracing::warn!(
             reason = plan.refused.as_deref().unwrap_or_default(),
             "run refused by a safety threshold"
@@ -215,6 +216,7 @@ async fn execute(
         ));
     }
     store.finish_run(run_id, &report).await?;
+    crate::mail::queue_admin_report(&cfg.mail, store, &report, plan, &outcome.failed).await;
     tracing::info!(
         run_id,
         created = report.created,

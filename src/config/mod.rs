@@ -14,7 +14,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod ldap;
+mod mail;
 pub use ldap::{AttrMap, LdapProfile, LdapSourceConfig, LdapTls, Secret};
+pub use mail::{MailConfig, MailTransport, SmtpConfig, SmtpTls, WebConfig};
+use mail::{RawMail, RawWeb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -61,12 +64,6 @@ struct RawConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawWeb {
-    listen: Spanned<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawDaemon {
     #[serde(default)]
     rescan_seconds: Option<Spanned<f64>>,
@@ -108,19 +105,6 @@ impl Default for RawLimits {
             chunk_size: Spanned::new(0..0, 1000),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMail {
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    transport: Option<Spanned<String>>,
-    #[serde(default)]
-    folder: Option<String>,
-    #[serde(default)]
-    link_base_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,12 +262,6 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone)]
-pub struct WebConfig {
-    /// Where the daemon serves `/healthz` and `/metrics`.
-    pub listen: std::net::SocketAddr,
-}
-
-#[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// Drop folders are rescanned this often even without a file event.
     pub rescan: Duration,
@@ -306,19 +284,6 @@ pub struct Limits {
     pub max_billable: u64,
     /// Users per transaction when unlimited (rate-limited runs use the burst).
     pub chunk_size: u32,
-}
-
-#[derive(Debug, Clone)]
-pub struct MailConfig {
-    pub from: String,
-    pub transport: MailTransport,
-    pub link_base_url: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MailTransport {
-    Folder(PathBuf),
-    Smtp,
 }
 
 #[derive(Debug, Clone)]
@@ -522,20 +487,7 @@ impl Checker<'_> {
             }
             sources.push(sc);
         }
-        let web = match &raw.web {
-            None => WebConfig {
-                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8480)),
-            },
-            Some(w) => WebConfig {
-                listen: w.listen.get_ref().trim().parse().map_err(|_| {
-                    self.err(
-                        w.listen.span(),
-                        "web.listen",
-                        "expected an address and port, like \"127.0.0.1:8480\" or \"[::1]:8480\"",
-                    )
-                })?,
-            },
-        };
+        let web = self.web(raw.web.as_ref())?;
         let rescan = match raw.daemon.as_ref().and_then(|d| d.rescan_seconds.as_ref()) {
             None => Duration::from_secs(30),
             Some(v) if (0.1..=3600.0).contains(v.get_ref()) => {
@@ -623,38 +575,6 @@ impl Checker<'_> {
             max_disable_percent: *raw.max_disable_percent.get_ref(),
             max_billable: raw.max_billable,
             chunk_size: chunk,
-        })
-    }
-
-    fn mail(&self, raw: Option<&RawMail>, state_dir: &Path) -> Result<MailConfig, ConfigError> {
-        let from = raw
-            .and_then(|m| m.from.clone())
-            .unwrap_or_else(|| "PBX Onboarding <no-reply@localhost>".into());
-        let link_base_url = raw
-            .and_then(|m| m.link_base_url.clone())
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        let folder = raw
-            .and_then(|m| m.folder.as_deref())
-            .map(|f| self.resolve(f))
-            .unwrap_or_else(|| state_dir.join("mail"));
-        let transport = match raw.and_then(|m| m.transport.as_ref()) {
-            None => MailTransport::Folder(folder),
-            Some(t) => match t.get_ref().as_str() {
-                "folder" => MailTransport::Folder(folder),
-                "smtp" => MailTransport::Smtp,
-                other => {
-                    return Err(self.err(
-                        t.span(),
-                        "mail.transport",
-                        format!("`{other}`: expected \"folder\" or \"smtp\""),
-                    ))
-                }
-            },
-        };
-        Ok(MailConfig {
-            from,
-            transport,
-            link_base_url,
         })
     }
 

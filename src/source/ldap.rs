@@ -9,7 +9,6 @@ use crate::model::{Origin, RowError, StaffRecord};
 use crate::source::ldap_entry::{self as le, Entry, GroupGraph, Since};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
-use rustls::pki_types::{pem::PemObject, CertificateDer};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,22 +70,7 @@ fn tls_config(c: &LdapSourceConfig) -> Result<Option<Arc<rustls::ClientConfig>>,
         path: path.display().to_string(),
         message,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| err(e.to_string()))?;
-        roots.add(cert).map_err(|e| err(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(err("holds no PEM certificate".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Some(Arc::new(config)))
+    crate::tls::client_config(Some(path)).map(Some).map_err(err)
 }
 
 /// Tries each server in order; the first that connects, speaks TLS as

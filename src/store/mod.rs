@@ -11,6 +11,7 @@
 //! run history.
 
 mod devices;
+mod outbox;
 mod runs;
 mod state;
 pub use state::{ReadMark, SourceState};
@@ -20,6 +21,7 @@ mod users;
 pub use sql::Sql;
 
 pub use devices::{digest_hashes, DeviceView, Rotated};
+pub use outbox::{LinkView, Mark, OutboxItem, Payload, ReportItem, WelcomeItem, WelcomeState};
 pub use runs::{ActionRecord, RunRow};
 pub use users::{NewDevice, NewUser, StoredUser, UserView};
 

@@ -5,12 +5,15 @@
 //! 2 config or usage error; 3 refused by a safety threshold; 4 the run
 //! failed (store unreachable, I/O error, store changed under a plan).
 
+mod mail;
+
 use crate::config::{Config, SourceConfig, SourceKind};
 use crate::report::RunReport;
 use crate::store::Store;
 use crate::sync::{self, RunOptions};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+pub use mail::{MailAction, WelcomeAction};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -91,6 +94,9 @@ pub enum Command {
         /// Apply even if a safety threshold (disables, billable) refuses the run.
         #[arg(long)]
         override_limits: bool,
+        /// Queue the welcome emails but do not deliver them now.
+        #[arg(long)]
+        no_mail: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -108,6 +114,9 @@ pub enum Command {
         /// Apply even if a safety threshold (disables, billable) refuses the run.
         #[arg(long)]
         override_limits: bool,
+        /// Queue the welcome emails but do not deliver them now.
+        #[arg(long)]
+        no_mail: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -145,6 +154,16 @@ pub enum Command {
         domain: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// The mail outbox.
+    Mail {
+        #[command(subcommand)]
+        action: MailAction,
+    },
+    /// Welcome links: who still has to set up, and resending.
+    Welcome {
+        #[command(subcommand)]
+        action: WelcomeAction,
     },
     /// Run as a service: watch the drop folders, run the schedules, serve
     /// /healthz and /metrics. SIGTERM stops, SIGHUP reloads the config.
@@ -269,6 +288,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             dry_run,
             plan_out,
             override_limits,
+            no_mail,
             format,
         } => {
             let src = pick_source(cfg, source.as_deref(), domain.as_deref(), false)?;
@@ -288,6 +308,9 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             } else {
                 vec![sync::import_files(cfg, &store, src, &files, &opts).await?]
             };
+            if !dry_run && !no_mail {
+                mail::deliver_after_run(cfg, &store).await;
+            }
             store.close().await;
             if reports.is_empty() && format == Format::Table {
                 println!("nothing to import: the drop folder has no settled files");
@@ -304,6 +327,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             full,
             dry_run,
             override_limits,
+            no_mail,
             format,
         } => {
             let src = pick_source(cfg, source.as_deref(), None, true)?;
@@ -323,6 +347,9 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 stop: None,
             };
             let r = crate::sync_ldap::sync_ldap(cfg, &store, src, full, &opts).await?;
+            if !dry_run && !no_mail {
+                mail::deliver_after_run(cfg, &store).await;
+            }
             store.close().await;
             print_report(&r, format)?;
             Ok(r.exit_code())
@@ -341,6 +368,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 stop: None,
             };
             let r = sync::apply_saved_plan(cfg, &store, &plan, &opts).await?;
+            mail::deliver_after_run(cfg, &store).await;
             store.close().await;
             print_report(&r, format)?;
             Ok(r.exit_code())
@@ -404,6 +432,18 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 ))
                 .into()),
             }
+        }
+        Command::Mail { action } => {
+            let store = open_store(cfg).await?;
+            let r = mail::mail(cfg, &store, action).await;
+            store.close().await;
+            r
+        }
+        Command::Welcome { action } => {
+            let store = open_store(cfg).await?;
+            let r = mail::welcome(cfg, &store, action).await;
+            store.close().await;
+            r
         }
         Command::Daemon => {
             Err(Usage("the daemon is started by `run`, not `dispatch`".into()).into())

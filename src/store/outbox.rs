@@ -1,0 +1,606 @@
+//! Welcome links and the mail outbox (migration 0005).
+//!
+//! Apply queues a welcome in the transaction that creates the user; the mail
+//! worker claims due rows with a lease (so two workers never send the same
+//! row at once), arms each link with its token hash before sending, and marks
+//! rows sent, retried or failed afterwards.
+
+use super::{now, Backend, Sql, Store, StoreError};
+use sqlx::{Any, Row, Transaction};
+
+/// A welcome to render and send, with the user as they are now.
+#[derive(Debug, Clone)]
+pub struct WelcomeItem {
+    pub link_id: i64,
+    pub salt: String,
+    /// The link was revoked (resend) or used: the message is cancelled.
+    pub dead: bool,
+    pub user_id: i64,
+    pub domain: String,
+    pub extension: String,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub emails: Vec<String>,
+    pub language: Option<String>,
+    pub voicemail: bool,
+    pub device: Option<String>,
+    pub active: bool,
+    pub expires_at: Option<i64>,
+}
+
+/// An admin report, rendered when queued.
+#[derive(Debug, Clone)]
+pub struct ReportItem {
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Welcome(WelcomeItem),
+    Report(ReportItem),
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub message_id: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub payload: Payload,
+}
+
+/// One user's latest welcome, for `welcome pending`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WelcomeState {
+    pub domain: String,
+    pub extension: String,
+    pub name: String,
+    pub emails: Vec<String>,
+    /// queued, sent, failed, completed, expired, or none.
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub sent_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// What the welcome page needs to know about a live link.
+#[derive(Debug, Clone)]
+pub struct LinkView {
+    pub link_id: i64,
+    pub user_id: i64,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub extension: String,
+    pub domain: String,
+    pub language: Option<String>,
+    pub voicemail: bool,
+}
+
+/// Outcome of a finished outbox row.
+#[derive(Debug, Clone)]
+pub enum Mark {
+    Sent,
+    Retry { at: i64, error: String },
+    Failed(String),
+    Cancelled(String),
+}
+
+/// A fresh Message-ID for a queued row.
+pub fn message_id(domain: &str) -> String {
+    format!("<{}@{}>", super::users::new_secret(), domain)
+}
+
+fn split_lines(s: &str) -> Vec<String> {
+    s.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl Store {
+    fn engine(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// Queues a welcome for each user: a new link and its outbox row. Runs
+    /// inside the caller's transaction (the one that created the users).
+    pub async fn queue_welcomes(
+        tx: &mut Transaction<'static, Any>,
+        user_ids: &[i64],
+        mail_domain: &str,
+    ) -> Result<(), StoreError> {
+        let t = now();
+        for chunk in user_ids.chunks(500) {
+            let mut q = Sql::new(
+                tx.backend_name(),
+                "INSERT INTO welcome_links (user_id, salt, created_at) ",
+            );
+            q.values(chunk, |b, id| {
+                b.bind(*id).bind(super::users::new_secret()).bind(t);
+            });
+            q.push(" RETURNING id");
+            let ids: Vec<i64> = q
+                .build()
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let mut q = Sql::new(
+                tx.backend_name(),
+                "INSERT INTO outbox (kind, link_id, message_id, next_attempt_at, created_at) ",
+            );
+            q.values(&ids, |b, id| {
+                b.bind("welcome")
+                    .bind(*id)
+                    .bind(message_id(mail_domain))
+                    .bind(t)
+                    .bind(t);
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Revokes the user's unused links, cancels their queued emails and
+    /// queues a new welcome. Returns false for a user who cannot get one
+    /// (disabled, no email, or already set up).
+    pub async fn resend_welcome(
+        &self,
+        user_id: i64,
+        mail_domain: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT status, emails,
+                    CASE WHEN portal_password_hash IS NULL OR voicemail_pin_hash IS NULL THEN 1 ELSE 0 END, kind
+               FROM users WHERE id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(r) = row else { return Ok(false) };
+        let (status, emails, pending, kind): (String, String, i64, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        let pending = pending != 0;
+        if status != "active" || emails.trim().is_empty() || !pending || kind != "person" {
+            return Ok(false);
+        }
+        let t = now();
+        sqlx::query(
+            "UPDATE outbox SET status = 'cancelled', last_error = 'superseded by a resend'
+              WHERE status = 'queued' AND link_id IN
+                    (SELECT id FROM welcome_links WHERE user_id = $1)",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE welcome_links SET revoked_at = $1
+              WHERE user_id = $2 AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(t)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        Store::queue_welcomes(&mut tx, &[user_id], mail_domain).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Queues an admin report (already rendered).
+    pub async fn queue_report(&self, r: &ReportItem, mail_domain: &str) -> Result<(), StoreError> {
+        let t = now();
+        sqlx::query(
+            "INSERT INTO outbox (kind, message_id, recipients, subject, body_text, body_html,
+                                 next_attempt_at, created_at)
+             VALUES ('report', $1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(message_id(mail_domain))
+        .bind(r.recipients.join("\n"))
+        .bind(&r.subject)
+        .bind(&r.text)
+        .bind(&r.html)
+        .bind(t)
+        .bind(t)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` due rows for `lease` seconds and loads them.
+    pub async fn claim_due(&self, limit: i64, lease: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let t = now();
+        let mut tx = self.begin_write().await?;
+        let mut select = "SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1
+                            AND (lease_until IS NULL OR lease_until < $1) ORDER BY id LIMIT $2"
+            .to_string();
+        if self.backend() == Backend::Postgres {
+            select.push_str(" FOR UPDATE SKIP LOCKED");
+        }
+        let ids: Vec<i64> = sqlx::query(&select)
+            .bind(t)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = Sql::new(self.engine(), "UPDATE outbox SET lease_until = ");
+        q.bind(t + lease)
+            .push(" WHERE id IN ")
+            .list(ids.iter().copied());
+        q.build().execute(&mut *tx).await?;
+        let mut q = Sql::new(
+            self.engine(),
+            "SELECT o.id, o.message_id, o.attempts, o.created_at, o.kind, o.recipients, o.subject,
+                    o.body_text, o.body_html, l.id, l.salt,
+                    CASE WHEN l.used_at IS NULL AND l.revoked_at IS NULL THEN 0 ELSE 1 END,
+                    u.id, d.name, u.extension, u.first_name, u.last_name, u.emails, u.language,
+                    u.voicemail, u.status, l.expires_at,
+                    (SELECT MIN(v.device_type) FROM devices v WHERE v.user_id = u.id AND v.enabled = 1)
+               FROM outbox o
+               LEFT JOIN welcome_links l ON l.id = o.link_id
+               LEFT JOIN users u ON u.id = l.user_id
+               LEFT JOIN domains d ON d.id = u.domain_id
+              WHERE o.id IN ",
+        );
+        q.list(ids.iter().copied()).push(" ORDER BY o.id");
+        let rows = q.build().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.try_get(4)?;
+            let payload = if kind == "report" {
+                Payload::Report(ReportItem {
+                    recipients: split_lines(
+                        &r.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
+                    ),
+                    subject: r.try_get::<Option<String>, _>(6)?.unwrap_or_default(),
+                    text: r.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
+                    html: r.try_get::<Option<String>, _>(8)?.unwrap_or_default(),
+                })
+            } else {
+                let user_id: Option<i64> = r.try_get(12)?;
+                Payload::Welcome(WelcomeItem {
+                    link_id: r.try_get(9)?,
+                    salt: r.try_get(10)?,
+                    dead: r.try_get::<i64, _>(11)? != 0 || user_id.is_none(),
+                    user_id: user_id.unwrap_or(0),
+                    domain: r.try_get::<Option<String>, _>(13)?.unwrap_or_default(),
+                    extension: r.try_get::<Option<String>, _>(14)?.unwrap_or_default(),
+                    first_name: r.try_get::<Option<String>, _>(15)?.unwrap_or_default(),
+                    last_name: r.try_get(16)?,
+                    emails: split_lines(&r.try_get::<Option<String>, _>(17)?.unwrap_or_default()),
+                    language: r.try_get(18)?,
+                    voicemail: r.try_get::<Option<i64>, _>(19)?.unwrap_or(0) != 0,
+                    active: r.try_get::<Option<String>, _>(20)?.as_deref() == Some("active"),
+                    expires_at: r.try_get(21)?,
+                    device: r.try_get(22)?,
+                })
+            };
+            out.push(OutboxItem {
+                id: r.try_get(0)?,
+                message_id: r.try_get(1)?,
+                attempts: r.try_get(2)?,
+                created_at: r.try_get(3)?,
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stores each link's token hash and, on its first send, its expiry:
+    /// from here on the link works. Done before the message leaves.
+    pub async fn arm_links(&self, links: &[(i64, String, i64)]) -> Result<(), StoreError> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (id, hash, expires_at) in links {
+            sqlx::query(
+                "UPDATE welcome_links SET token_hash = $1, expires_at = COALESCE(expires_at, $2)
+                  WHERE id = $3",
+            )
+            .bind(hash)
+            .bind(*expires_at)
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records how each claimed row ended, in one transaction.
+    pub async fn mark(&self, marks: &[(i64, Mark)]) -> Result<(), StoreError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let t = now();
+        let mut tx = self.begin_write().await?;
+        let sent: Vec<i64> = marks
+            .iter()
+            .filter(|(_, m)| matches!(m, Mark::Sent))
+            .map(|(id, _)| *id)
+            .collect();
+        for chunk in sent.chunks(500) {
+            let mut q = Sql::new(
+                self.engine(),
+                "UPDATE outbox SET status = 'sent', lease_until = NULL, attempts = attempts + 1, sent_at = ",
+            );
+            q.bind(t).push(" WHERE id IN ").list(chunk.iter().copied());
+            q.build().execute(&mut *tx).await?;
+        }
+        for (id, m) in marks {
+            let (status, next, error) = match m {
+                Mark::Sent => continue,
+                Mark::Retry { at, error } => ("queued", *at, error),
+                Mark::Failed(e) => ("failed", t, e),
+                Mark::Cancelled(e) => ("cancelled", t, e),
+            };
+            let bump = i64::from(!matches!(m, Mark::Cancelled(_)));
+            sqlx::query(
+                "UPDATE outbox SET status = $1, next_attempt_at = $2, last_error = $3,
+                        lease_until = NULL, attempts = attempts + $4 WHERE id = $5",
+            )
+            .bind(status)
+            .bind(next)
+            .bind(error)
+            .bind(bump)
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rows still queued (due or not), for reporting.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// The earliest time a queued row becomes due, if any.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at
+                             THEN lease_until ELSE next_attempt_at END)
+               FROM outbox WHERE status = 'queued'",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(r.try_get(0)?)
+    }
+
+    /// A live link by its token hash: not used, not revoked, not expired,
+    /// user active. Unknown, used, revoked and expired all give `None`.
+    pub async fn live_link(&self, token_hash: &str) -> Result<Option<LinkView>, StoreError> {
+        let r = sqlx::query(
+            "SELECT l.id, u.id, u.first_name, u.last_name, u.extension, d.name, u.language,
+                    u.voicemail, l.used_at, l.revoked_at, l.expires_at, u.status
+               FROM welcome_links l
+               JOIN users u ON u.id = l.user_id
+               JOIN domains d ON d.id = u.domain_id
+              WHERE l.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = r else { return Ok(None) };
+        let used: Option<i64> = r.try_get(8)?;
+        let revoked: Option<i64> = r.try_get(9)?;
+        let expires: Option<i64> = r.try_get(10)?;
+        let status: String = r.try_get(11)?;
+        let live = used.is_none()
+            && revoked.is_none()
+            && expires.is_some_and(|e| e > now())
+            && status == "active";
+        if !live {
+            return Ok(None);
+        }
+        Ok(Some(LinkView {
+            link_id: r.try_get(0)?,
+            user_id: r.try_get(1)?,
+            first_name: r.try_get(2)?,
+            last_name: r.try_get(3)?,
+            extension: r.try_get(4)?,
+            domain: r.try_get(5)?,
+            language: r.try_get(6)?,
+            voicemail: r.try_get::<i64, _>(7)? != 0,
+        }))
+    }
+
+    /// Uses a link: sets both secrets and marks the link used, in one
+    /// transaction. Of two concurrent calls for one link exactly one returns
+    /// true; the other changes nothing.
+    pub async fn complete_link(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        pin_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let t = now();
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE welcome_links SET used_at = $1
+              WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1
+                AND user_id IN (SELECT id FROM users WHERE status = 'active')
+             RETURNING user_id",
+        )
+        .bind(t)
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(r) = r else {
+            return Ok(false);
+        };
+        let user_id: i64 = r.try_get(0)?;
+        sqlx::query(
+            "UPDATE users SET portal_password_hash = $1, voicemail_pin_hash = $2, updated_at = $3
+              WHERE id = $4",
+        )
+        .bind(password_hash)
+        .bind(pin_hash)
+        .bind(t)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        // Any other link of this user is now pointless.
+        sqlx::query(
+            "UPDATE welcome_links SET revoked_at = $1
+              WHERE user_id = $2 AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(t)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The user behind a dead link that may ask for a new one: the link
+    /// expired or was revoked (not used), the user is active and still
+    /// pending, and no link was queued for them in the last `quiet` seconds.
+    pub async fn renewable_user(
+        &self,
+        token_hash: &str,
+        quiet: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query(
+            "SELECT u.id FROM welcome_links l JOIN users u ON u.id = l.user_id
+              WHERE l.token_hash = $1 AND l.used_at IS NULL AND u.status = 'active'
+                AND (u.portal_password_hash IS NULL OR u.voicemail_pin_hash IS NULL)
+                AND NOT EXISTS (SELECT 1 FROM welcome_links n
+                                 WHERE n.user_id = u.id AND n.created_at > $2)",
+        )
+        .bind(token_hash)
+        .bind(now() - quiet)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match r {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// Each person's latest welcome (optionally one domain).
+    pub async fn welcome_states(
+        &self,
+        domain: Option<&str>,
+    ) -> Result<Vec<WelcomeState>, StoreError> {
+        let mut q = Sql::new(
+            self.engine(),
+            "SELECT d.name, u.extension, u.first_name, u.last_name, u.emails,
+                    l.id, l.used_at, l.revoked_at, l.expires_at,
+                    o.status, o.attempts, o.last_error, o.sent_at
+               FROM users u
+               JOIN domains d ON d.id = u.domain_id
+               LEFT JOIN welcome_links l ON l.id =
+                    (SELECT MAX(x.id) FROM welcome_links x WHERE x.user_id = u.id)
+               LEFT JOIN outbox o ON o.link_id = l.id
+              WHERE u.kind = 'person' AND u.status = 'active'",
+        );
+        if let Some(d) = domain {
+            q.push(" AND d.name = ").bind(d.to_ascii_lowercase());
+        }
+        q.push(" ORDER BY d.name, u.extension");
+        let t = now();
+        let rows = q.build().fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                let first: String = r.try_get(2)?;
+                let last: Option<String> = r.try_get(3)?;
+                let link: Option<i64> = r.try_get(5)?;
+                let used: Option<i64> = r.try_get(6)?;
+                let expires: Option<i64> = r.try_get(8)?;
+                let status: Option<String> = r.try_get(9)?;
+                let state = if link.is_none() {
+                    "none"
+                } else if used.is_some() {
+                    "completed"
+                } else {
+                    match status.as_deref() {
+                        Some("sent") if expires.is_some_and(|e| e <= t) => "expired",
+                        Some("sent") => "sent",
+                        Some("failed") => "failed",
+                        Some("cancelled") => "cancelled",
+                        _ => "queued",
+                    }
+                };
+                Ok(WelcomeState {
+                    domain: r.try_get(0)?,
+                    extension: r.try_get(1)?,
+                    name: match last {
+                        Some(l) => format!("{first} {l}"),
+                        None => first,
+                    },
+                    emails: split_lines(&r.try_get::<String, _>(4)?),
+                    state: state.to_string(),
+                    attempts: r.try_get::<Option<i64>, _>(10)?.unwrap_or(0),
+                    last_error: r.try_get(11)?,
+                    sent_at: r.try_get(12)?,
+                    expires_at: expires,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Store {
+    /// The user with this extension in this domain.
+    pub async fn user_id(&self, domain: &str, extension: &str) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query(
+            "SELECT u.id FROM users u JOIN domains d ON d.id = u.domain_id
+              WHERE d.name = $1 AND u.extension = $2",
+        )
+        .bind(domain.to_ascii_lowercase())
+        .bind(extension)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match r {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// People who still have to set their password or PIN, have an email,
+    /// and have no welcome on its way.
+    pub async fn resend_candidates(&self, domain: Option<&str>) -> Result<Vec<i64>, StoreError> {
+        let mut q = Sql::new(
+            self.engine(),
+            "SELECT u.id FROM users u JOIN domains d ON d.id = u.domain_id
+              WHERE u.kind = 'person' AND u.status = 'active' AND u.emails <> ''
+                AND (u.portal_password_hash IS NULL OR u.voicemail_pin_hash IS NULL)
+                AND NOT EXISTS (SELECT 1 FROM outbox o JOIN welcome_links l ON l.id = o.link_id
+                                 WHERE l.user_id = u.id AND o.status = 'queued'
+                                   AND l.revoked_at IS NULL)",
+        );
+        if let Some(d) = domain {
+            q.push(" AND d.name = ").bind(d.to_ascii_lowercase());
+        }
+        q.push(" ORDER BY u.id");
+        q.build()
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+    }
+}
