@@ -1,6 +1,7 @@
 //! `pbx-onboard daemon`: every source's schedule (`tokio-cron-scheduler`),
 //! the drop-folder watch (`notify`, with a periodic rescan as fallback), and
-//! the web server (`/healthz`, `/metrics`), in one process.
+//! the mail outbox worker, and the web server (welcome pages, `/healthz`,
+//! `/metrics`), in one process.
 //!
 //! One worker task per source runs that source's passes one after another;
 //! runs of one domain are serialised by the store's domain lock (a file lock
@@ -43,6 +44,64 @@ pub enum DaemonError {
     Signal(&'static str, #[source] std::io::Error),
     #[error("the scheduler failed: {0}")]
     Scheduler(String),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+    #[error("web.password_blocklist_file {path}: {message}")]
+    Blocklist { path: PathBuf, message: String },
+}
+
+/// How often the mail worker looks for due emails without being woken.
+const MAIL_POLL: Duration = Duration::from_secs(5);
+
+/// Delivers the outbox until the daemon stops; temporary failures wait for
+/// their retry time in the store, so a restart loses nothing.
+async fn mail_worker(
+    mailer: Arc<crate::mail::Mailer>,
+    store: Store,
+    wake: Arc<tokio::sync::Notify>,
+    mut quit: watch::Receiver<bool>,
+    stop: StopFlag,
+) {
+    loop {
+        if let Err(e) = mailer.deliver(&store, Some(&stop)).await {
+            tracing::error!(error = %e, "mail delivery pass failed; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MAIL_POLL) => {}
+            _ = wake.notified() => {}
+            _ = quit.wait_for(|q| *q) => return,
+        }
+    }
+}
+
+fn welcome_app(
+    cfg: &Config,
+    store: &Store,
+    mailer: &crate::mail::Mailer,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<Arc<web::welcome::WelcomeApp>, DaemonError> {
+    let extra = match &cfg.web.password_blocklist_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p).map_err(|e| DaemonError::Blocklist {
+                path: p.clone(),
+                message: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    let policy = web::policy::Policy::new(
+        cfg.web.password_min_length,
+        cfg.web.pin_min_length,
+        extra.as_deref(),
+    );
+    Ok(Arc::new(web::welcome::WelcomeApp::new(
+        store.clone(),
+        mailer.key().clone(),
+        policy,
+        &cfg.mail,
+        &cfg.web,
+        wake,
+    )))
 }
 
 enum Next {
@@ -70,16 +129,30 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
                 addr: cfg.web.listen,
                 source,
             })?;
-        let app = web::router(AppState {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            sources: cfg.sources.iter().map(|s| s.name.clone()).collect(),
-        });
+        let mailer = Arc::new(crate::mail::Mailer::new(&cfg.mail)?);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let welcome = welcome_app(&cfg, &store, &mailer, wake.clone())?;
+        tasks.spawn(mail_worker(
+            mailer,
+            store.clone(),
+            wake,
+            quit_rx.clone(),
+            stop.clone(),
+        ));
+        let app = web::router(
+            AppState {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                sources: cfg.sources.iter().map(|s| s.name.clone()).collect(),
+            },
+            Some(welcome),
+        );
         let mut web_quit = quit_rx.clone();
         tasks.spawn(async move {
             let shutdown = async move {
                 let _ = web_quit.wait_for(|q| *q).await;
             };
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await

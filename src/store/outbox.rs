@@ -434,7 +434,7 @@ impl Store {
         &self,
         token_hash: &str,
         password_hash: &str,
-        pin_hash: &str,
+        pin_hash: Option<&str>,
     ) -> Result<bool, StoreError> {
         let t = now();
         let mut tx = self.begin_write().await?;
@@ -453,7 +453,8 @@ impl Store {
         };
         let user_id: i64 = r.try_get(0)?;
         sqlx::query(
-            "UPDATE users SET portal_password_hash = $1, voicemail_pin_hash = $2, updated_at = $3
+            "UPDATE users SET portal_password_hash = $1,
+                    voicemail_pin_hash = COALESCE($2, voicemail_pin_hash), updated_at = $3
               WHERE id = $4",
         )
         .bind(password_hash)

@@ -1,5 +1,9 @@
-//! The daemon's HTTP side (`axum`, `[web] listen`): `GET /healthz` and
-//! `GET /metrics` in the Prometheus text format.
+//! The daemon's HTTP side (`axum`, `[web] listen`): the welcome pages
+//! (`welcome`), `GET /healthz` and `GET /metrics` in the Prometheus text
+//! format. Every response carries strict security headers.
+
+pub mod policy;
+pub mod welcome;
 
 use crate::report::RunReport;
 use crate::store::Store;
@@ -129,11 +133,34 @@ pub struct AppState {
     pub sources: Vec<String>,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+pub fn router(state: AppState, welcome: Option<Arc<welcome::WelcomeApp>>) -> Router {
+    let mut r = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    if let Some(w) = welcome {
+        r = r.merge(welcome::router(w));
+    }
+    r.layer(axum::middleware::map_response(security_headers))
+}
+
+/// No third-party resources, no framing, no referrer, no caching.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.insert(k, axum::http::HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::CACHE_CONTROL, "no-store");
+    res
 }
 
 #[derive(Serialize)]

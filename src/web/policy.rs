@@ -1,0 +1,171 @@
+//! What a portal password and a voicemail PIN must be, and how they are
+//! stored (argon2id, OWASP parameters, PHC strings).
+//!
+//! Passwords follow NIST SP 800-63B: a minimum length (15 by default, never
+//! below 8), at least 64 characters allowed, counted in Unicode code points
+//! after NFKC normalisation, no composition rules, rejected when on a list of
+//! common passwords or when they contain the extension or the user's names.
+//! Every refusal says why.
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::collections::HashSet;
+use unicode_normalization::UnicodeNormalization;
+
+/// The longest password accepted, in code points (so at most 1 KiB is hashed).
+pub const PASSWORD_MAX: usize = 256;
+pub const PIN_MAX: usize = 16;
+
+/// Shipped list of common passwords, one per line, lower case.
+const COMMON: &str = include_str!("common-passwords.txt");
+
+pub struct Policy {
+    pub password_min: usize,
+    pub pin_min: usize,
+    common: HashSet<String>,
+}
+
+/// Who the secrets are for.
+pub struct Owner<'a> {
+    pub first_name: &'a str,
+    pub last_name: Option<&'a str>,
+    pub extension: &'a str,
+}
+
+impl Policy {
+    /// `extra` adds a site's own list (one password per line).
+    pub fn new(password_min: usize, pin_min: usize, extra: Option<&str>) -> Policy {
+        let common = COMMON
+            .lines()
+            .chain(extra.unwrap_or("").lines())
+            .map(|l| l.trim().to_lowercase())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        Policy {
+            password_min: password_min.max(8),
+            pin_min: pin_min.max(4),
+            common,
+        }
+    }
+
+    /// The normalised password, or why it is refused.
+    pub fn password(&self, pw: &str, owner: &Owner<'_>) -> Result<String, String> {
+        let pw: String = pw.nfkc().collect();
+        let n = pw.chars().count();
+        if n < self.password_min {
+            return Err(format!(
+                "Use at least {} characters (this one has {n}).",
+                self.password_min
+            ));
+        }
+        if n > PASSWORD_MAX {
+            return Err(format!("Use at most {PASSWORD_MAX} characters."));
+        }
+        let lower = pw.to_lowercase();
+        if self.common.contains(&lower)
+            || self
+                .common
+                .contains(lower.trim_end_matches(|c: char| c.is_ascii_digit() || c == '!'))
+        {
+            return Err(
+                "This password is on a list of commonly used passwords. Choose another.".into(),
+            );
+        }
+        if pw.chars().collect::<HashSet<_>>().len() < 4 {
+            return Err("This password repeats too few different characters.".into());
+        }
+        if lower.contains(owner.extension) {
+            return Err("The password must not contain your extension.".into());
+        }
+        let names = std::iter::once(owner.first_name).chain(owner.last_name);
+        for name in names {
+            let name: String = name.nfkc().collect::<String>().to_lowercase();
+            for part in name.split(|c: char| !c.is_alphanumeric()) {
+                if part.chars().count() >= 3 && lower.contains(part) {
+                    return Err("The password must not contain your name.".into());
+                }
+            }
+        }
+        Ok(pw)
+    }
+
+    /// Why a voicemail PIN is refused, if it is.
+    pub fn pin(&self, pin: &str, extension: &str) -> Result<(), String> {
+        if pin.is_empty() || !pin.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("Use digits only.".into());
+        }
+        let d: Vec<u8> = pin.bytes().map(|b| b - b'0').collect();
+        if d.len() < self.pin_min {
+            return Err(format!("Use at least {} digits.", self.pin_min));
+        }
+        if d.len() > PIN_MAX {
+            return Err(format!("Use at most {PIN_MAX} digits."));
+        }
+        if d.windows(3).any(|w| w[0] == w[1] && w[1] == w[2]) {
+            return Err("Do not repeat a digit more than twice in a row.".into());
+        }
+        if d.iter().collect::<HashSet<_>>().len() < 3 {
+            return Err("Use at least 3 different digits.".into());
+        }
+        let step = |w: &[u8], s: i8| {
+            w.windows(2)
+                .all(|p| (p[1] as i8 - p[0] as i8).rem_euclid(10) == s.rem_euclid(10))
+        };
+        if d.windows(4).any(|w| step(w, 1) || step(w, -1)) {
+            return Err("Avoid runs of digits like 1234 or 9876.".into());
+        }
+        for p in 2..=d.len() / 2 {
+            if (p..d.len()).all(|i| d[i] == d[i - p]) {
+                return Err("Avoid repeated groups like 408408.".into());
+            }
+        }
+        if keypad_line(&d) {
+            return Err("Avoid straight lines on the keypad like 2580 or 159.".into());
+        }
+        let reversed: String = extension.chars().rev().collect();
+        if extension.len() >= 3 && (pin.contains(extension) || pin.contains(&reversed)) {
+            return Err("The PIN must not contain your extension or its reverse.".into());
+        }
+        Ok(())
+    }
+}
+
+/// Straight lines of three or more keys on a phone keypad, both directions.
+fn keypad_line(d: &[u8]) -> bool {
+    const LINES: &[&[u8]] = &[
+        &[1, 2, 3],
+        &[4, 5, 6],
+        &[7, 8, 9],
+        &[1, 4, 7],
+        &[2, 5, 8, 0],
+        &[3, 6, 9],
+        &[1, 5, 9],
+        &[3, 5, 7],
+    ];
+    LINES.iter().any(|line| {
+        let fwd: Vec<u8> = line.to_vec();
+        let rev: Vec<u8> = line.iter().rev().copied().collect();
+        [fwd, rev].iter().any(|l| {
+            (0..=l.len() - 3).any(|s| {
+                let seg = &l[s..];
+                (3..=seg.len()).any(|n| d.windows(n).any(|w| w == &seg[..n]))
+            })
+        })
+    })
+}
+
+/// argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane), PHC string.
+/// CPU-heavy: call it off the async threads (`spawn_blocking`).
+pub fn hash_secret(secret: &str) -> Result<String, String> {
+    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| e.to_string())?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let salt = SaltString::generate(&mut OsRng);
+    argon
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;
