@@ -69,9 +69,10 @@ async fn mail_worker(
         tokio::select! {
             _ = tokio::time::sleep(MAIL_POLL) => {}
             _ = wake.notified() => {}
-            _ = quit.wait_for(|q| *q) => return,
+            _ = quit.wait_for(|q| *q) => break,
         }
     }
+    mailer.close().await;
 }
 
 fn welcome_app(

@@ -11,6 +11,9 @@ use clap::Subcommand;
 pub enum MailAction {
     /// Deliver every email that is due now, once (retries wait for their time).
     Flush {
+        /// Also send now what waits for a retry (after fixing the mail server).
+        #[arg(long)]
+        retry_now: bool,
         #[arg(long, value_enum, default_value_t = super::Format::Table)]
         format: super::Format,
     },
@@ -59,7 +62,9 @@ pub async fn deliver_after_run(cfg: &Config, store: &Store) {
 
 async fn deliver(cfg: &Config, store: &Store) -> anyhow::Result<DeliveryReport> {
     let mailer = Mailer::new(&cfg.mail)?;
-    Ok(mailer.deliver(store, None).await?)
+    let r = mailer.deliver(store, None).await;
+    mailer.close().await;
+    Ok(r?)
 }
 
 fn summary(r: &DeliveryReport) {
@@ -77,7 +82,10 @@ fn summary(r: &DeliveryReport) {
 
 pub async fn mail(cfg: &Config, store: &Store, action: MailAction) -> anyhow::Result<i32> {
     match action {
-        MailAction::Flush { format } => {
+        MailAction::Flush { retry_now, format } => {
+            if retry_now {
+                store.retry_now().await?;
+            }
             let r = deliver(cfg, store).await?;
             match format {
                 super::Format::Json => println!("{}", serde_json::to_string(&r)?),

@@ -137,6 +137,14 @@ impl Mailer {
         format!("{}/welcome/{token}", self.cfg.link_base_url)
     }
 
+    /// Closes pooled SMTP connections (QUIT). Idle ones are kept between
+    /// passes otherwise, for up to a minute.
+    pub async fn close(&self) {
+        if let Transport::Smtp(pool) = &self.transport {
+            pool.close().await;
+        }
+    }
+
     fn batch_size(&self) -> i64 {
         match self.cfg.messages_per_second {
             Some(r) => (i64::from(r.get()) * 30).clamp(10, 500),
@@ -172,9 +180,6 @@ impl Mailer {
                 report.add(*id, m);
             }
             store.mark(&marks).await?;
-        }
-        if let Transport::Smtp(pool) = &self.transport {
-            pool.close().await;
         }
         if report.sent + report.failed + report.retrying > 0 {
             tracing::info!(

@@ -377,16 +377,13 @@ impl Store {
             .collect()
     }
 
-    /// The earliest time a queued row becomes due, if any.
-    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        let r = sqlx::query(
-            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at
-                             THEN lease_until ELSE next_attempt_at END)
-               FROM outbox WHERE status = 'queued'",
-        )
-        .fetch_one(self.pool())
-        .await?;
-        Ok(r.try_get(0)?)
+    /// Makes every queued row due now (`mail flush --retry-now`).
+    pub async fn retry_now(&self) -> Result<u64, StoreError> {
+        let r = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE status = 'queued'")
+            .bind(now())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
     }
 
     /// A live link by its token hash: not used, not revoked, not expired,

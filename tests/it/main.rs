@@ -7,6 +7,7 @@ mod daemon;
 mod import;
 mod inbox;
 mod ldap;
+mod mail;
 mod resume;
 mod sip;
 mod store;

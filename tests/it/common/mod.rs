@@ -5,6 +5,7 @@
 pub mod pg;
 pub mod sip;
 pub mod slapd;
+pub mod smtp;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,126 @@
+//! Postfix's `smtp-sink` on a loopback port, dumping each message it
+//! accepts into a folder, with the failure modes the mail tests need.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Sink {
+    child: Child,
+    pub dir: PathBuf,
+}
+
+/// How the sink behaves.
+#[derive(Clone, Copy, Default)]
+pub struct Behaviour {
+    /// Reject RCPT with a 5xx.
+    pub hard_reject: bool,
+    /// Close a connection idle for this many seconds.
+    pub idle_timeout: Option<u32>,
+}
+
+impl Sink {
+    pub fn start(port: u16, dir: &Path, b: Behaviour) -> Sink {
+        std::fs::create_dir_all(dir).expect("sink dir");
+        let mut cmd = Command::new("smtp-sink");
+        // As root, smtp-sink must drop privileges; the dump folder stays writable.
+        if is_root() {
+            set_mode(dir, 0o777);
+            cmd.args(["-u", "nobody"]);
+        }
+        let template = format!("{}/msg.", dir.display());
+        cmd.args(["-d", &template, "-c"]);
+        if b.hard_reject {
+            cmd.args(["-f", "RCPT"]);
+        }
+        if let Some(t) = b.idle_timeout {
+            cmd.args(["-t", &t.to_string()]);
+        }
+        cmd.arg(format!("127.0.0.1:{port}")).arg("64");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink (apt-get install postfix)");
+        let s = Sink {
+            child,
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "smtp-sink did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    /// Every captured message (envelope lines, then headers and body).
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect()
+    }
+
+    /// Waits until `n` messages were captured (or the limit passes).
+    pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let m = self.messages();
+            if m.len() >= n || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The welcome link in a captured message (quoted-printable undone).
+pub fn link_in(message: &str) -> Option<String> {
+    let text = message
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let start = text.find("http://127.0.0.1:")?;
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_string())
+}
+
+/// A header's value in a captured message.
+pub fn header(message: &str, name: &str) -> Option<String> {
+    message.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
