@@ -25,7 +25,8 @@ use std::sync::Arc;
 
 /// How long a form stays valid, in seconds.
 const FORM_MAX_AGE: i64 = 3600;
-/// A dead link may ask for a new one this often per user, in seconds.
+/// A dead link may ask for a new one this often per user, in seconds (or
+/// once per link lifetime, when that is shorter).
 const RENEW_QUIET: i64 = 15 * 60;
 const COOKIE: &str = "pbx_form";
 
@@ -41,6 +42,7 @@ pub struct WelcomeApp {
     hashing: tokio::sync::Semaphore,
     /// Woken when a renewed welcome is queued.
     pub mail_wake: Arc<tokio::sync::Notify>,
+    renew_quiet: i64,
 }
 
 impl WelcomeApp {
@@ -62,6 +64,7 @@ impl WelcomeApp {
             // argon2 takes 19 MiB per hash: a few at a time.
             hashing: tokio::sync::Semaphore::new(4),
             mail_wake,
+            renew_quiet: RENEW_QUIET.min(mail.link_ttl.as_secs() as i64),
         }
     }
 
@@ -280,12 +283,21 @@ fn form_ok(
     form: &HashMap<String, String>,
     hash: &str,
 ) -> bool {
+    // With `Referrer-Policy: no-referrer` browsers send `Origin: null`;
+    // Fetch Metadata still says whether the post came from this site.
+    let site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    if site.is_some_and(|s| s != b"same-origin" && s != b"none") {
+        tracing::warn!("welcome form refused: posted from another site");
+        return false;
+    }
     if let Some(origin) = headers.get(header::ORIGIN) {
-        if origin.as_bytes() != app.origin().as_bytes() {
+        if origin.as_bytes() != b"null" && origin.as_bytes() != app.origin().as_bytes() {
+            tracing::warn!(origin = ?origin, "welcome form refused: posted from another origin");
             return false;
         }
     }
     let Some(field) = form.get("form_token") else {
+        tracing::warn!("welcome form refused: no form token");
         return false;
     };
     let from_cookie = headers
@@ -296,8 +308,18 @@ fn form_ok(
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == COOKIE)
         .map(|(_, v)| v);
-    from_cookie == Some(field.as_str())
-        && app.key.check_form_token(hash, field, now(), FORM_MAX_AGE)
+    if from_cookie != Some(field.as_str()) {
+        tracing::warn!(
+            cookie = from_cookie.is_some(),
+            "welcome form refused: form token and cookie differ"
+        );
+        return false;
+    }
+    let ok = app.key.check_form_token(hash, field, now(), FORM_MAX_AGE);
+    if !ok {
+        tracing::warn!("welcome form refused: form token expired or not for this link");
+    }
+    ok
 }
 
 async fn submit(
@@ -416,7 +438,7 @@ async fn renew(
     if plausible_token(&token) {
         let app = app.clone();
         tokio::spawn(async move {
-            let user = match app.store.renewable_user(&hash, RENEW_QUIET).await {
+            let user = match app.store.renewable_user(&hash, app.renew_quiet).await {
                 Ok(u) => u,
                 Err(e) => {
                     tracing::error!(error = %e, "renew lookup failed");

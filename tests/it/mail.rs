@@ -10,6 +10,17 @@ use crate::daemon::Daemon;
 use std::time::Duration;
 
 pub(crate) fn mail_config(smtp_port: u16, web_port: u16, tls: &str) -> String {
+    mail_config_with(smtp_port, web_port, tls, "", "")
+}
+
+/// `mail_extra` and `web_extra` are added to `[mail]` and `[web]`.
+pub(crate) fn mail_config_with(
+    smtp_port: u16,
+    web_port: u16,
+    tls: &str,
+    mail_extra: &str,
+    web_extra: &str,
+) -> String {
     format!(
         r#"
 [mail]
@@ -21,8 +32,10 @@ from = "PBX Onboarding <onboarding@acme.example>"
 link_base_url = "http://127.0.0.1:{web_port}"
 messages_per_second = 0
 timeout_seconds = 5
+{mail_extra}
 [web]
 listen = "127.0.0.1:{web_port}"
+{web_extra}
 [daemon]
 rescan_seconds = 1
 "#

@@ -11,6 +11,7 @@ mod mail;
 mod resume;
 mod sip;
 mod store;
+mod welcome;
 
 /// Declares one test per backend for an `async fn(Backend)` scenario.
 #[macro_export]

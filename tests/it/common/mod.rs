@@ -2,6 +2,7 @@
 //! (SQLite file or a fresh database on the test PostgreSQL), and a runner for
 //! the real `pbx-onboard` binary.
 
+pub mod browser;
 pub mod pg;
 pub mod sip;
 pub mod slapd;

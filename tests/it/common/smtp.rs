@@ -58,15 +58,21 @@ impl Sink {
         s
     }
 
-    /// Every captured message (envelope lines, then headers and body).
+    /// Every captured message (envelope lines, then headers and body), in
+    /// the order they arrived; a file still being written is left out.
     pub fn messages(&self) -> Vec<String> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         files
             .iter()
-            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .filter_map(|(_, f)| std::fs::read_to_string(f).ok())
+            .filter(|m| complete(m))
             .collect()
     }
 
@@ -88,6 +94,18 @@ impl Drop for Sink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A multipart message whose closing boundary has been written.
+fn complete(m: &str) -> bool {
+    let Some(b) = m
+        .split("boundary=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+    else {
+        return false;
+    };
+    m.contains(&format!("--{b}--"))
 }
 
 fn is_root() -> bool {
