@@ -230,6 +230,25 @@ async fn healthz(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
+    let mut body = st.metrics.render();
+    let outbox = tokio::time::timeout(Duration::from_secs(5), st.store.outbox_counts()).await;
+    if let Ok(Ok(counts)) = outbox {
+        let _ = writeln!(
+            body,
+            "# HELP pbx_onboard_outbox_messages Emails in the outbox by status."
+        );
+        let _ = writeln!(body, "# TYPE pbx_onboard_outbox_messages gauge");
+        for status in ["queued", "sent", "failed", "cancelled"] {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(
+                body,
+                "pbx_onboard_outbox_messages{{status=\"{status}\"}} {n}"
+            );
+        }
+    }
     (
         [
             (
@@ -238,7 +257,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             ),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        st.metrics.render(),
+        body,
     )
         .into_response()
 }

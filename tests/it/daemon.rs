@@ -145,6 +145,10 @@ async fn daemon_imports_dropped_files(backend: Backend) {
         metrics.contains("pbx_onboard_rows_refused_total 0"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("pbx_onboard_outbox_messages{status=\"failed\"} 0"),
+        "{metrics}"
+    );
 
     // A bad config on SIGHUP is refused; the daemon keeps working.
     let good = std::fs::read_to_string(&env.config).expect("config");
