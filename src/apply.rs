@@ -10,6 +10,9 @@
 //!
 //! Killing the process mid-apply loses at most the chunk in flight (rolled
 //! back); re-running the import plans what is left.
+//!
+//! A new person with an email, or a person who gets their first email, gets
+//! a welcome link and outbox row in the same transaction (see `mail`).
 
 use crate::config::{DomainConfig, Limits};
 use crate::model::{Status, UserKind};
@@ -295,6 +298,7 @@ async fn write_chunk(
     let mut delete = Vec::new();
     let mut devices: Vec<NewDevice> = Vec::new();
     let mut records: Vec<ActionRecord<'_>> = Vec::with_capacity(chunk.len());
+    let mut first_emails: Vec<i64> = Vec::new();
     for a in chunk {
         match a {
             Action::Create {
@@ -347,6 +351,12 @@ async fn write_chunk(
             } => {
                 let activate = matches!(a, Action::Reenable { .. });
                 Store::update_user(&mut tx, *user_id, fields, activate).await?;
+                let first_email = changes
+                    .iter()
+                    .any(|c| c.field == "emails" && c.from.is_none() && c.to.is_some());
+                if first_email && fields.kind == UserKind::Person {
+                    first_emails.push(*user_id);
+                }
                 if *add_device {
                     if let (
                         Some(t),
@@ -425,6 +435,7 @@ async fn write_chunk(
         .filter_map(|(r, _)| r.user_id)
         .collect();
     Store::queue_welcomes(&mut tx, &welcome, &d.name).await?;
+    Store::queue_first_welcomes(&mut tx, &first_emails, &d.name).await?;
     Store::insert_devices(&mut tx, domain_id, &d.name, &devices).await?;
     Store::set_status(&mut tx, &disable, Status::Disabled).await?;
     Store::delete_users(&mut tx, &delete).await?;

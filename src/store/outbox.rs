@@ -149,6 +149,34 @@ impl Store {
         Ok(())
     }
 
+    /// Queues a welcome for those of `user_ids` who still have to set up and
+    /// never had one (an update gave them their first email address).
+    pub async fn queue_first_welcomes(
+        tx: &mut Transaction<'static, Any>,
+        user_ids: &[i64],
+        mail_domain: &str,
+    ) -> Result<(), StoreError> {
+        if user_ids.is_empty() {
+            return Ok(());
+        }
+        let mut q = Sql::new(
+            tx.backend_name(),
+            "SELECT u.id FROM users u
+              WHERE (u.portal_password_hash IS NULL OR u.voicemail_pin_hash IS NULL)
+                AND NOT EXISTS (SELECT 1 FROM welcome_links l WHERE l.user_id = u.id)
+                AND u.id IN ",
+        );
+        q.list(user_ids.iter().copied());
+        let ids: Vec<i64> = q
+            .build()
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        Store::queue_welcomes(tx, &ids, mail_domain).await
+    }
+
     /// Revokes the user's unused links, cancels their queued emails and
     /// queues a new welcome. Returns false for a user who cannot get one
     /// (disabled, no email, or already set up).

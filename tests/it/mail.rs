@@ -273,7 +273,73 @@ async fn starttls_fails_closed(backend: Backend) {
     assert_eq!(states(&env), ["queued"]);
 }
 
+async fn admin_report_and_people_without_email(backend: Backend) {
+    let smtp = free_port();
+    let cfg = mail_config_with(
+        smtp,
+        free_port(),
+        "none",
+        "admin_report_to = [\"IT Desk <it@acme.example>\"]",
+        "",
+    );
+    let env = Env::with_extra(backend, LIMITS_OPEN, &cfg).await;
+    let sink = Sink::start(smtp, &env.path("sink"), Behaviour::default());
+    let head = "Employee ID,First Name,Last Name,Work Email,Department\n";
+    let csv = env.write(
+        "people.csv",
+        format!("{head}E1,Ann,Archer,ann@acme.example,Sales\nE2,Ben,Baker,,Sales\nE3,Cat,Cole,cat(at)acme,Sales\n")
+            .as_bytes(),
+    );
+    let out = env.run(&["import", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "a refused row");
+    let msgs = sink.wait_for(2, Duration::from_secs(10));
+    assert_eq!(
+        msgs.len(),
+        2,
+        "one welcome (Ben has no email) and one report"
+    );
+    let report = msgs
+        .iter()
+        .find(|m| header(m, "To").is_some_and(|t| t.contains("it@acme.example")))
+        .expect("the admin report");
+    let subject = header(report, "Subject").unwrap_or_default();
+    assert!(
+        subject.contains("2 created") && subject.contains("1 refused"),
+        "{subject}"
+    );
+    let body = report.replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        body.contains("Refused rows") && body.contains("row 4"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Ben Baker"),
+        "created users are listed: {body}"
+    );
+    let (_, p) = env.json(&["welcome", "pending"]);
+    let ben = p
+        .as_array()
+        .and_then(|a| a.iter().find(|w| w["name"] == "Ben Baker"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ben["state"], "none", "no link without an email: {p}");
+    // HR adds Ben's email: his welcome goes out on the next run.
+    let csv = env.write(
+        "people.csv",
+        format!(
+            "{head}E1,Ann,Archer,ann@acme.example,Sales\nE2,Ben,Baker,ben@acme.example,Sales\n"
+        )
+        .as_bytes(),
+    );
+    let out = env.run(&["import", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let msgs = sink.wait_for(3, Duration::from_secs(10));
+    assert_eq!(msgs.len(), 3, "Ben's welcome; no report for a quiet run");
+    assert!(header(&msgs[2], "To").is_some_and(|t| t.contains("ben@acme.example")));
+}
+
 crate::both_stores!(
+    admin_report_and_people_without_email,
     delivered_once,
     outage_then_delivered_once,
     permanent_failure_is_reported,

@@ -135,10 +135,23 @@ pub fn link_in(message: &str) -> Option<String> {
     Some(rest[..end].to_string())
 }
 
-/// A header's value in a captured message.
+/// A header's value in a captured message, folded lines joined.
 pub fn header(message: &str, name: &str) -> Option<String> {
-    message.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-    })
+    let head = message.split("\n\n").next().unwrap_or(message);
+    let mut lines = head.lines().peekable();
+    while let Some(l) = lines.next() {
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
+        if k.eq_ignore_ascii_case(name) {
+            let mut value = v.trim().to_string();
+            while let Some(next) = lines.peek().filter(|n| n.starts_with([' ', '\t'])) {
+                value.push(' ');
+                value.push_str(next.trim());
+                lines.next();
+            }
+            return Some(value);
+        }
+    }
+    None
 }
