@@ -338,7 +338,68 @@ async fn admin_report_and_people_without_email(backend: Backend) {
     assert!(header(&msgs[2], "To").is_some_and(|t| t.contains("ben@acme.example")));
 }
 
+/// STARTTLS and implicit TLS with AUTH against aiosmtpd; an untrusted CA
+/// and a wrong password send nothing.
+async fn tls_and_auth(backend: Backend) {
+    for (tls, implicit) in [("starttls", false), ("tls", true)] {
+        let smtp = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = Sink::start_tls(smtp, dir.path(), implicit);
+        let certs = dir.path().join("certs");
+        let keys = |ca: &str, pw: &str| {
+            format!(
+                "ca_file = \"{}\"\nusername = \"pbx\"\npassword_file = \"{}\"",
+                certs.join(ca).display(),
+                dir.path().join(pw).display()
+            )
+        };
+        // An unrelated CA: refused before anything is said in clear.
+        let cfg = mail_config_with(
+            smtp,
+            free_port(),
+            tls,
+            &keys("other-ca.pem", "smtp-password"),
+            "",
+        );
+        let env = Env::with_extra(backend, LIMITS_OPEN, &cfg).await;
+        let csv = env.write("people.csv", people_csv(1, 1).as_bytes());
+        let out = env.run(&["import", csv.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0));
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(
+            err.contains("1 will be retried") && err.contains("certificate"),
+            "{tls}: {err}"
+        );
+        // A wrong password: refused, retried later, never logged.
+        std::fs::write(dir.path().join("wrong"), "not-the-password\n").expect("write");
+        let cfg = mail_config_with(smtp, free_port(), tls, &keys("ca.pem", "wrong"), "");
+        let base = std::fs::read_to_string(&env.config).expect("cfg");
+        let cut = base.find("\n[mail]").expect("mail section");
+        std::fs::write(&env.config, format!("{}{cfg}", &base[..cut])).expect("cfg");
+        let out = env.run(&["mail", "flush", "--retry-now"]);
+        assert_eq!(out.status.code(), Some(1));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("AUTH"), "{tls}: {text}");
+        assert!(!text.contains("not-the-password"));
+        assert_eq!(sink.messages().len(), 0);
+        // The right CA and password: delivered, authenticated, encrypted.
+        let cfg = mail_config_with(smtp, free_port(), tls, &keys("ca.pem", "smtp-password"), "");
+        std::fs::write(&env.config, format!("{}{cfg}", &base[..cut])).expect("cfg");
+        let out = env.run(&["mail", "flush", "--retry-now"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{tls}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let msgs = sink.wait_for(1, Duration::from_secs(10));
+        assert_eq!(msgs.len(), 1, "{tls}");
+        assert!(msgs[0].starts_with("X-Test-Auth: pbx"), "{tls}");
+    }
+}
+
 crate::both_stores!(
+    tls_and_auth,
     admin_report_and_people_without_email,
     delivered_once,
     outage_then_delivered_once,

@@ -35,7 +35,7 @@ fn run(cmd: &mut Command) {
 
 /// A CA and a server certificate for IP 127.0.0.1 only (so `localhost` is a
 /// wrong host name for it), plus an unrelated CA.
-fn make_certs(dir: &Path) {
+pub(crate) fn make_certs(dir: &Path) {
     let p = |n: &str| dir.join(n);
     for ca in ["ca", "other-ca"] {
         run(Command::new("openssl")

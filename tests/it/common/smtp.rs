@@ -58,6 +58,44 @@ impl Sink {
         s
     }
 
+    /// An aiosmtpd server with STARTTLS (or implicit TLS) and required AUTH
+    /// as `pbx` with the password in `<dir>/smtp-password`; certificates from
+    /// `slapd::make_certs` in `<dir>/certs` (`ca.pem` trusted, `other-ca.pem` not).
+    pub fn start_tls(port: u16, dir: &Path, implicit: bool) -> Sink {
+        let certs = dir.join("certs");
+        std::fs::create_dir_all(&certs).expect("certs dir");
+        super::slapd::make_certs(&certs);
+        let pw = dir.join("smtp-password");
+        std::fs::write(&pw, "s3cret-smtp-pass\n").expect("password file");
+        let dump = dir.join("dump");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/common/smtp_tls.py");
+        // The system Python, where apt's python3-aiosmtpd lives.
+        let child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(certs.join("server.pem"))
+            .arg(certs.join("server.key"))
+            .arg(if implicit { "implicit" } else { "starttls" })
+            .arg("pbx")
+            .arg(&pw)
+            .arg(&dump)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd (apt-get install python3-aiosmtpd)");
+        let s = Sink { child, dir: dump };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
     /// Every captured message (envelope lines, then headers and body), in
     /// the order they arrived; a file still being written is left out.
     pub fn messages(&self) -> Vec<String> {
