@@ -19,6 +19,89 @@ pub const PIN_MAX: usize = 16;
 /// Shipped list of common passwords, one per line, lower case.
 const COMMON: &str = include_str!("common-passwords.txt");
 
+/// Why a password or PIN is refused; shown in the user's language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    TooShort { min: usize, got: usize },
+    TooLong(usize),
+    Common,
+    FewCharacters,
+    HasExtension,
+    HasName,
+    NotDigits,
+    PinTooShort(usize),
+    PinTooLong(usize),
+    Triple,
+    FewDigits,
+    Run,
+    Repeated,
+    Keypad,
+    PinHasExtension,
+}
+
+impl Problem {
+    /// The message in `en` or `de` (the languages with templates).
+    pub fn text(&self, lang: &str) -> String {
+        let de = lang == "de";
+        let pick = |en: &str, de_text: &str| if de { de_text } else { en }.to_string();
+        match self {
+            Problem::TooShort { min, got } if de => {
+                format!("Mindestens {min} Zeichen (dieses hat {got}).")
+            }
+            Problem::TooShort { min, got } => {
+                format!("Use at least {min} characters (this one has {got}).")
+            }
+            Problem::TooLong(max) if de => format!("Höchstens {max} Zeichen."),
+            Problem::TooLong(max) => format!("Use at most {max} characters."),
+            Problem::PinTooShort(min) if de => format!("Mindestens {min} Ziffern."),
+            Problem::PinTooShort(min) => format!("Use at least {min} digits."),
+            Problem::PinTooLong(max) if de => format!("Höchstens {max} Ziffern."),
+            Problem::PinTooLong(max) => format!("Use at most {max} digits."),
+            Problem::Common => pick(
+                "This password is on a list of commonly used passwords. Choose another.",
+                "Dieses Passwort steht auf einer Liste häufig benutzter Passwörter. Bitte wählen Sie ein anderes.",
+            ),
+            Problem::FewCharacters => pick(
+                "This password repeats too few different characters.",
+                "Dieses Passwort wiederholt zu wenige verschiedene Zeichen.",
+            ),
+            Problem::HasExtension => pick(
+                "The password must not contain your extension.",
+                "Das Passwort darf Ihre Durchwahl nicht enthalten.",
+            ),
+            Problem::HasName => pick(
+                "The password must not contain your name.",
+                "Das Passwort darf Ihren Namen nicht enthalten.",
+            ),
+            Problem::NotDigits => pick("Use digits only.", "Bitte nur Ziffern verwenden."),
+            Problem::Triple => pick(
+                "Do not repeat a digit more than twice in a row.",
+                "Keine Ziffer öfter als zweimal hintereinander.",
+            ),
+            Problem::FewDigits => pick(
+                "Use at least 3 different digits.",
+                "Mindestens 3 verschiedene Ziffern verwenden.",
+            ),
+            Problem::Run => pick(
+                "Avoid runs of digits like 1234 or 9876.",
+                "Keine Ziffernfolgen wie 1234 oder 9876.",
+            ),
+            Problem::Repeated => pick(
+                "Avoid repeated groups like 408408.",
+                "Keine wiederholten Gruppen wie 408408.",
+            ),
+            Problem::Keypad => pick(
+                "Avoid straight lines on the keypad like 2580 or 159.",
+                "Keine geraden Linien auf der Tastatur wie 2580 oder 159.",
+            ),
+            Problem::PinHasExtension => pick(
+                "The PIN must not contain your extension or its reverse.",
+                "Die PIN darf Ihre Durchwahl nicht enthalten, auch nicht rückwärts.",
+            ),
+        }
+    }
+}
+
 pub struct Policy {
     pub password_min: usize,
     pub pin_min: usize,
@@ -49,17 +132,17 @@ impl Policy {
     }
 
     /// The normalised password, or why it is refused.
-    pub fn password(&self, pw: &str, owner: &Owner<'_>) -> Result<String, String> {
+    pub fn password(&self, pw: &str, owner: &Owner<'_>) -> Result<String, Problem> {
         let pw: String = pw.nfkc().collect();
         let n = pw.chars().count();
         if n < self.password_min {
-            return Err(format!(
-                "Use at least {} characters (this one has {n}).",
-                self.password_min
-            ));
+            return Err(Problem::TooShort {
+                min: self.password_min,
+                got: n,
+            });
         }
         if n > PASSWORD_MAX {
-            return Err(format!("Use at most {PASSWORD_MAX} characters."));
+            return Err(Problem::TooLong(PASSWORD_MAX));
         }
         let lower = pw.to_lowercase();
         if self.common.contains(&lower)
@@ -67,22 +150,20 @@ impl Policy {
                 .common
                 .contains(lower.trim_end_matches(|c: char| c.is_ascii_digit() || c == '!'))
         {
-            return Err(
-                "This password is on a list of commonly used passwords. Choose another.".into(),
-            );
+            return Err(Problem::Common);
         }
         if pw.chars().collect::<HashSet<_>>().len() < 4 {
-            return Err("This password repeats too few different characters.".into());
+            return Err(Problem::FewCharacters);
         }
         if lower.contains(owner.extension) {
-            return Err("The password must not contain your extension.".into());
+            return Err(Problem::HasExtension);
         }
         let names = std::iter::once(owner.first_name).chain(owner.last_name);
         for name in names {
             let name: String = name.nfkc().collect::<String>().to_lowercase();
             for part in name.split(|c: char| !c.is_alphanumeric()) {
                 if part.chars().count() >= 3 && lower.contains(part) {
-                    return Err("The password must not contain your name.".into());
+                    return Err(Problem::HasName);
                 }
             }
         }
@@ -90,41 +171,41 @@ impl Policy {
     }
 
     /// Why a voicemail PIN is refused, if it is.
-    pub fn pin(&self, pin: &str, extension: &str) -> Result<(), String> {
+    pub fn pin(&self, pin: &str, extension: &str) -> Result<(), Problem> {
         if pin.is_empty() || !pin.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("Use digits only.".into());
+            return Err(Problem::NotDigits);
         }
         let d: Vec<u8> = pin.bytes().map(|b| b - b'0').collect();
         if d.len() < self.pin_min {
-            return Err(format!("Use at least {} digits.", self.pin_min));
+            return Err(Problem::PinTooShort(self.pin_min));
         }
         if d.len() > PIN_MAX {
-            return Err(format!("Use at most {PIN_MAX} digits."));
+            return Err(Problem::PinTooLong(PIN_MAX));
         }
         if d.windows(3).any(|w| w[0] == w[1] && w[1] == w[2]) {
-            return Err("Do not repeat a digit more than twice in a row.".into());
+            return Err(Problem::Triple);
         }
         if d.iter().collect::<HashSet<_>>().len() < 3 {
-            return Err("Use at least 3 different digits.".into());
+            return Err(Problem::FewDigits);
         }
         let step = |w: &[u8], s: i8| {
             w.windows(2)
                 .all(|p| (p[1] as i8 - p[0] as i8).rem_euclid(10) == s.rem_euclid(10))
         };
         if d.windows(4).any(|w| step(w, 1) || step(w, -1)) {
-            return Err("Avoid runs of digits like 1234 or 9876.".into());
+            return Err(Problem::Run);
         }
         for p in 2..=d.len() / 2 {
             if (p..d.len()).all(|i| d[i] == d[i - p]) {
-                return Err("Avoid repeated groups like 408408.".into());
+                return Err(Problem::Repeated);
             }
         }
         if keypad_line(&d) {
-            return Err("Avoid straight lines on the keypad like 2580 or 159.".into());
+            return Err(Problem::Keypad);
         }
         let reversed: String = extension.chars().rev().collect();
         if extension.len() >= 3 && (pin.contains(extension) || pin.contains(&reversed)) {
-            return Err("The PIN must not contain your extension or its reverse.".into());
+            return Err(Problem::PinHasExtension);
         }
         Ok(())
     }

@@ -34,7 +34,7 @@ fn passwords() {
         match want {
             None => assert!(got.is_ok(), "{pw}: {got:?}"),
             Some(w) => {
-                let e = got.expect_err(pw);
+                let e = got.expect_err(pw).text("en");
                 assert!(e.contains(w), "{pw}: {e}");
             }
         }
@@ -81,11 +81,21 @@ fn pins() {
         match want {
             None => assert!(got.is_ok(), "{pin}: {got:?}"),
             Some(w) => {
-                let e = got.expect_err(pin);
+                let e = got.expect_err(pin).text("en");
                 assert!(e.contains(w), "{pin}: {e}");
             }
         }
     }
+}
+
+#[test]
+fn problems_speak_german_too() {
+    let p = Policy::new(15, 6, None);
+    let e = p.pin("123456", "2001").unwrap_err();
+    assert_eq!(e, Problem::Run);
+    assert!(e.text("de").contains("Ziffernfolgen"));
+    let e = p.password("kurz", &owner()).unwrap_err();
+    assert_eq!(e.text("de"), "Mindestens 15 Zeichen (dieses hat 4).");
 }
 
 #[test]

@@ -95,11 +95,8 @@ async fn rate_limit(State(app): State<Arc<WelcomeApp>>, req: Request, next: Next
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     if app.limiter.check_key(&ip).is_err() {
-        let page = message_page(
-            "Too many requests",
-            &["Please wait a minute and try again."],
-            None,
-        );
+        let w = browser_words(req.headers());
+        let page = message_page(w, w.too_many.0, &[w.too_many.1], None);
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, "60")],
@@ -121,10 +118,8 @@ async fn css() -> Response {
         .into_response()
 }
 
-#[derive(Template)]
-#[template(path = "web/form.html")]
-struct FormPage<'a> {
-    lang: &'a str,
+/// What the form shows, in either language.
+struct FormFields<'a> {
     name: String,
     domain: &'a str,
     extension: &'a str,
@@ -139,6 +134,20 @@ struct FormPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "web/form.en.html")]
+struct FormEn<'a> {
+    lang: &'a str,
+    f: FormFields<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "web/form.de.html")]
+struct FormDe<'a> {
+    lang: &'a str,
+    f: FormFields<'a>,
+}
+
+#[derive(Template)]
 #[template(path = "web/message.html")]
 struct MessagePage<'a> {
     lang: &'a str,
@@ -147,6 +156,111 @@ struct MessagePage<'a> {
     renew: bool,
     renew_action: String,
     form_token: String,
+    button: &'a str,
+}
+
+/// The pages' words in one language (the form has a template per language).
+struct Words {
+    lang: &'static str,
+    too_many: (&'static str, &'static str),
+    dead: (&'static str, [&'static str; 2]),
+    renew_button: &'static str,
+    forbidden: (&'static str, &'static str),
+    error: (&'static str, &'static str),
+    done: &'static str,
+    done_both: &'static str,
+    done_password: &'static str,
+    check: (&'static str, &'static str),
+    password_mismatch: &'static str,
+    pin_mismatch: &'static str,
+}
+
+const EN: Words = Words {
+    lang: "en",
+    too_many: ("Too many requests", "Please wait a minute and try again."),
+    dead: (
+        "This link does not work",
+        [
+            "It may have expired, been used already, or been replaced by a newer email.",
+            "If it was sent to you and you have not finished setting up, we can email you a new link. It goes only to the address we have on file.",
+        ],
+    ),
+    renew_button: "Send me a new link",
+    forbidden: (
+        "Please start again",
+        "This form expired or did not come from this page. Open the link from your email again.",
+    ),
+    error: (
+        "Something went wrong",
+        "Nothing was changed. Please try again in a few minutes.",
+    ),
+    done: "You are all set",
+    done_both: "Your portal password and voicemail PIN are saved. You can close this page.",
+    done_password: "Your portal password is saved. You can close this page.",
+    check: (
+        "Check your email",
+        "If this link was sent to someone who has not finished setting up, a new link is on its way to the address on file. Earlier links no longer work.",
+    ),
+    password_mismatch: "The two passwords are not the same.",
+    pin_mismatch: "The two PINs are not the same.",
+};
+
+const DE: Words = Words {
+    lang: "de",
+    too_many: ("Zu viele Anfragen", "Bitte warten Sie eine Minute und versuchen Sie es erneut."),
+    dead: (
+        "Dieser Link funktioniert nicht",
+        [
+            "Er ist vielleicht abgelaufen, wurde schon benutzt oder durch eine neuere E-Mail ersetzt.",
+            "Wenn er an Sie ging und Sie die Einrichtung noch nicht abgeschlossen haben, schicken wir Ihnen einen neuen Link. Er geht nur an die Adresse, die wir von Ihnen haben.",
+        ],
+    ),
+    renew_button: "Neuen Link schicken",
+    forbidden: (
+        "Bitte neu beginnen",
+        "Dieses Formular ist abgelaufen oder kam nicht von dieser Seite. Öffnen Sie den Link aus Ihrer E-Mail erneut.",
+    ),
+    error: (
+        "Etwas ist schiefgegangen",
+        "Es wurde nichts geändert. Bitte versuchen Sie es in ein paar Minuten erneut.",
+    ),
+    done: "Alles erledigt",
+    done_both: "Ihr Portal-Passwort und Ihre Sprachbox-PIN sind gespeichert. Sie können diese Seite schließen.",
+    done_password: "Ihr Portal-Passwort ist gespeichert. Sie können diese Seite schließen.",
+    check: (
+        "Bitte sehen Sie in Ihre E-Mails",
+        "Wenn dieser Link an jemanden ging, der die Einrichtung noch nicht abgeschlossen hat, ist ein neuer Link an die hinterlegte Adresse unterwegs. Frühere Links funktionieren nicht mehr.",
+    ),
+    password_mismatch: "Die beiden Passwörter sind nicht gleich.",
+    pin_mismatch: "Die beiden PINs sind nicht gleich.",
+};
+
+fn words(lang: &str) -> &'static Words {
+    match crate::mail::render::language(Some(lang)) {
+        "de" => &DE,
+        _ => &EN,
+    }
+}
+
+/// For pages without a user (dead links, errors): the browser's first
+/// language with templates, English otherwise. Says nothing about accounts.
+fn browser_words(headers: &HeaderMap) -> &'static Words {
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept
+        .split(',')
+        .filter_map(|t| {
+            let tag = t.split(';').next()?.trim();
+            let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
+            crate::mail::render::LANGUAGES
+                .iter()
+                .find(|l| **l == primary)
+                .copied()
+        })
+        .next()
+        .map_or(&EN, words)
 }
 
 fn html(t: impl Template) -> Html<String> {
@@ -156,9 +270,15 @@ fn html(t: impl Template) -> Html<String> {
     }))
 }
 
-fn message_page(title: &str, paragraphs: &[&str], renew: Option<(&str, String)>) -> Html<String> {
+fn message_page(
+    w: &Words,
+    title: &str,
+    paragraphs: &[&str],
+    renew: Option<(&str, String)>,
+) -> Html<String> {
     html(MessagePage {
-        lang: "en",
+        lang: w.lang,
+        button: w.renew_button,
         title,
         paragraphs,
         renew: renew.is_some(),
@@ -179,17 +299,10 @@ fn cookie(app: &WelcomeApp, value: &str) -> HeaderValue {
 }
 
 /// The one page for every link that does not work.
-fn dead_link(app: &WelcomeApp, token: &str, hash: &str) -> Response {
+fn dead_link(app: &WelcomeApp, w: &Words, token: &str, hash: &str) -> Response {
     let form = app.key.form_token(hash, now());
     let renew = plausible_token(token).then(|| (token, form.clone()));
-    let page = message_page(
-        "This link does not work",
-        &[
-            "It may have expired, been used already, or been replaced by a newer email.",
-            "If it was sent to you and you have not finished setting up, we can email you a new link. It goes only to the address we have on file.",
-        ],
-        renew,
-    );
+    let page = message_page(w, w.dead.0, &w.dead.1, renew);
     (
         StatusCode::NOT_FOUND,
         [(header::SET_COOKIE, cookie(app, &form))],
@@ -198,25 +311,21 @@ fn dead_link(app: &WelcomeApp, token: &str, hash: &str) -> Response {
         .into_response()
 }
 
-fn forbidden() -> Response {
-    let page = message_page(
-        "Please start again",
-        &["This form expired or did not come from this page. Open the link from your email again."],
-        None,
-    );
+fn forbidden(w: &Words) -> Response {
+    let page = message_page(w, w.forbidden.0, &[w.forbidden.1], None);
     (StatusCode::FORBIDDEN, page).into_response()
 }
 
-fn server_error() -> Response {
-    let page = message_page(
-        "Something went wrong",
-        &["Nothing was changed. Please try again in a few minutes."],
-        None,
-    );
+fn server_error(w: &Words) -> Response {
+    let page = message_page(w, w.error.0, &[w.error.1], None);
     (StatusCode::SERVICE_UNAVAILABLE, page).into_response()
 }
 
-async fn lookup(app: &WelcomeApp, token: &str) -> Result<(String, Option<LinkView>), Response> {
+async fn lookup(
+    app: &WelcomeApp,
+    w: &Words,
+    token: &str,
+) -> Result<(String, Option<LinkView>), Response> {
     let hash = token_hash(token);
     if !plausible_token(token) {
         return Ok((hash, None));
@@ -225,7 +334,7 @@ async fn lookup(app: &WelcomeApp, token: &str) -> Result<(String, Option<LinkVie
         Ok(v) => Ok((hash, v)),
         Err(e) => {
             tracing::error!(error = %e, "welcome link lookup failed");
-            Err(server_error())
+            Err(server_error(w))
         }
     }
 }
@@ -250,8 +359,7 @@ fn form_page(
         Some(l) => format!("{} {l}", link.first_name),
         None => link.first_name.clone(),
     };
-    let page = html(FormPage {
-        lang: "en",
+    let f = FormFields {
         name,
         domain: &link.domain,
         extension: &link.extension,
@@ -263,14 +371,24 @@ fn form_page(
         confirm_error: errors.confirm,
         pin_error: errors.pin,
         pin_confirm_error: errors.pin_confirm,
-    });
+    };
+    let lang = crate::mail::render::language(link.language.as_deref());
+    let page = match lang {
+        "de" => html(FormDe { lang, f }),
+        _ => html(FormEn { lang, f }),
+    };
     (status, [(header::SET_COOKIE, cookie(app, &form))], page).into_response()
 }
 
-async fn show(State(app): State<Arc<WelcomeApp>>, Path(token): Path<String>) -> Response {
-    match lookup(&app, &token).await {
+async fn show(
+    State(app): State<Arc<WelcomeApp>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let w = browser_words(&headers);
+    match lookup(&app, w, &token).await {
         Err(r) => r,
-        Ok((hash, None)) => dead_link(&app, &token, &hash),
+        Ok((hash, None)) => dead_link(&app, w, &token, &hash),
         Ok((hash, Some(link))) => form_page(&app, &link, &hash, Errors::default(), StatusCode::OK),
     }
 }
@@ -329,14 +447,16 @@ async fn submit(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let hash = token_hash(&token);
+    let bw = browser_words(&headers);
     if !form_ok(&app, &headers, &form, &hash) {
-        return forbidden();
+        return forbidden(bw);
     }
-    let link = match lookup(&app, &token).await {
+    let link = match lookup(&app, bw, &token).await {
         Err(r) => return r,
-        Ok((_, None)) => return dead_link(&app, &token, &hash),
+        Ok((_, None)) => return dead_link(&app, bw, &token, &hash),
         Ok((_, Some(l))) => l,
     };
+    let w = words(link.language.as_deref().unwrap_or("en"));
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let owner = Owner {
         first_name: &link.first_name,
@@ -347,19 +467,19 @@ async fn submit(
     let password = match app.policy.password(field("password"), &owner) {
         Ok(p) => Some(p),
         Err(e) => {
-            errors.password = e;
+            errors.password = e.text(w.lang);
             None
         }
     };
     if password.is_some() && field("password") != field("password_confirm") {
-        errors.confirm = "The two passwords are not the same.".into();
+        errors.confirm = w.password_mismatch.into();
     }
     let pin = field("pin").trim().to_string();
     if link.voicemail {
         if let Err(e) = app.policy.pin(&pin, &link.extension) {
-            errors.pin = e;
+            errors.pin = e.text(w.lang);
         } else if pin != field("pin_confirm").trim() {
-            errors.pin_confirm = "The two PINs are not the same.".into();
+            errors.pin_confirm = w.pin_mismatch.into();
         }
     }
     let failed = !(errors.password.is_empty()
@@ -371,7 +491,7 @@ async fn submit(
     };
     let hashed = {
         let Ok(_permit) = app.hashing.acquire().await else {
-            return server_error();
+            return server_error(w);
         };
         let pin = link.voicemail.then_some(pin);
         tokio::task::spawn_blocking(move || {
@@ -385,11 +505,11 @@ async fn submit(
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "hashing the new secrets failed");
-            return server_error();
+            return server_error(w);
         }
         Err(e) => {
             tracing::error!(error = %e, "hashing the new secrets failed");
-            return server_error();
+            return server_error(w);
         }
     };
     match app
@@ -405,21 +525,22 @@ async fn submit(
                 if link.voicemail { " and PIN" } else { "" }
             );
             let page = message_page(
-                "You are all set",
+                w,
+                w.done,
                 &[if link.voicemail {
-                    "Your portal password and voicemail PIN are saved. You can close this page."
+                    w.done_both
                 } else {
-                    "Your portal password is saved. You can close this page."
+                    w.done_password
                 }],
                 None,
             );
             (StatusCode::OK, page).into_response()
         }
         // Another submission of this link won the race.
-        Ok(false) => dead_link(&app, &token, &hash),
+        Ok(false) => dead_link(&app, bw, &token, &hash),
         Err(e) => {
             tracing::error!(error = %e, "saving the new secrets failed");
-            server_error()
+            server_error(w)
         }
     }
 }
@@ -431,8 +552,9 @@ async fn renew(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let hash = token_hash(&token);
+    let w = browser_words(&headers);
     if !form_ok(&app, &headers, &form, &hash) {
-        return forbidden();
+        return forbidden(w);
     }
     // Answer the same way whatever the link was; the work happens after.
     if plausible_token(&token) {
@@ -457,10 +579,6 @@ async fn renew(
             }
         });
     }
-    let page = message_page(
-        "Check your email",
-        &["If this link was sent to someone who has not finished setting up, a new link is on its way to the address on file. Earlier links no longer work."],
-        None,
-    );
+    let page = message_page(w, w.check.0, &[w.check.1], None);
     (StatusCode::OK, page).into_response()
 }

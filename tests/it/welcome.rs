@@ -20,8 +20,13 @@ struct Site {
 }
 
 async fn site(backend: Backend, mail_extra: &str, web_extra: &str) -> Site {
+    site_with(backend, mail_extra, web_extra, "").await
+}
+
+/// `tail` goes at the end of the config (e.g. another `[[domain.site]]`).
+async fn site_with(backend: Backend, mail_extra: &str, web_extra: &str, tail: &str) -> Site {
     let (smtp, web) = (free_port(), free_port());
-    let cfg = crate::mail::mail_config_with(smtp, web, "none", mail_extra, web_extra);
+    let cfg = crate::mail::mail_config_with(smtp, web, "none", mail_extra, web_extra) + tail;
     let env = Env::with_extra(backend, LIMITS_OPEN, &cfg).await;
     let sink = Sink::start(smtp, &env.path("sink"), Behaviour::default());
     let daemon = Daemon::start(&env, web, "web");
@@ -436,7 +441,58 @@ async fn guessing_is_throttled(backend: Backend) {
     assert!(codes[20..].iter().all(|c| *c == 429), "{codes:?}");
 }
 
+/// A Berlin employee (site language `de`) gets the German email and page.
+async fn german_user_gets_german_email_and_page(backend: Backend) {
+    let berlin =
+        "\n[[domain.site]]\nname = \"Berlin\"\nnumbering = [\"3000-3999\"]\nlanguage = \"de\"\n";
+    let s = site_with(backend, "", FAST, berlin).await;
+    let csv = s.env.write(
+        "people.csv",
+        b"Employee ID,First Name,Last Name,Work Email,Location\nB1,Jonas,Becker,jonas@acme.example,Berlin\n",
+    );
+    let out = s
+        .env
+        .run(&["import", csv.to_str().unwrap_or(""), "--no-mail"]);
+    assert_eq!(out.status.code(), Some(0));
+    let msgs = s.sink.wait_for(1, Duration::from_secs(20));
+    assert_eq!(msgs.len(), 1, "{}", s.daemon.log());
+    let subject = crate::common::smtp::header(&msgs[0], "Subject").unwrap_or_default();
+    assert!(subject.contains("3000"), "{subject}");
+    assert!(msgs[0].contains("Durchwahl"), "German text part");
+    let path = s.path_of(&link_in(&msgs[0]).unwrap_or_default());
+    let page = http(s.web, "GET", &path, &[], "");
+    assert!(page.body.contains("<html lang=\"de\">"), "{}", page.body);
+    assert!(page.body.contains("Sprachbox-PIN"));
+    let bad = form(&[
+        ("form_token", &page.form_token()),
+        ("password", GOOD_PASSWORD),
+        ("password_confirm", GOOD_PASSWORD),
+        ("pin", "123456"),
+        ("pin_confirm", "123456"),
+    ]);
+    let r = http(s.web, "POST", &path, &[("Cookie", &page.cookie())], &bad);
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("Ziffernfolgen"), "{}", r.body);
+    // A dead link follows the browser's language, never the account's.
+    let dead = format!("/welcome/{}", "D".repeat(43));
+    let r = http(
+        s.web,
+        "GET",
+        &dead,
+        &[("Accept-Language", "fr-CH, de;q=0.8")],
+        "",
+    );
+    assert!(
+        r.body.contains("Dieser Link funktioniert nicht"),
+        "{}",
+        r.body
+    );
+    let r = http(s.web, "GET", &dead, &[], "");
+    assert!(r.body.contains("This link does not work"));
+}
+
 crate::both_stores!(
+    german_user_gets_german_email_and_page,
     browser_sets_password_and_pin,
     database_holds_no_usable_link,
     forms_need_their_token,
