@@ -200,6 +200,28 @@ fn suffix_of(dn: &str) -> String {
 type Sp<T> = Option<Spanned<T>>;
 
 impl Checker<'_> {
+    /// A secret named by `<key>_file` (path) or `<key>_env` (variable), not both.
+    pub(super) fn secret(
+        &self,
+        file: Option<&Spanned<String>>,
+        env: Option<&Spanned<String>>,
+        key: &str,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match (file, env) {
+            (Some(f), None) => Ok(Some(Secret::File(self.resolve(f.get_ref())))),
+            (None, Some(e)) => Ok(Some(Secret::Env(e.get_ref().clone()))),
+            (None, None) => Ok(None),
+            (Some(f), Some(_)) => {
+                let name = key.rsplit('.').next().unwrap_or(key);
+                Err(self.err(
+                    f.span(),
+                    &format!("{key}_file"),
+                    format!("give {name}_file or {name}_env, not both"),
+                ))
+            }
+        }
+    }
+
     fn need<'b, T>(
         &self,
         v: &'b Sp<T>,
@@ -312,18 +334,11 @@ impl Checker<'_> {
             return Err(self.err(u.span(), "source.url", format!("`{}`: {why}", bad.0)));
         }
         let ca_file = s.ca_file.as_ref().map(|c| self.resolve(c.get_ref()));
-        let bind_password = match (&s.bind_password_file, &s.bind_password_env) {
-            (Some(f), None) => Some(Secret::File(self.resolve(f.get_ref()))),
-            (None, Some(e)) => Some(Secret::Env(e.get_ref().clone())),
-            (None, None) => None,
-            (Some(f), Some(_)) => {
-                return Err(self.err(
-                    f.span(),
-                    "source.bind_password_file",
-                    "give bind_password_file or bind_password_env, not both",
-                ))
-            }
-        };
+        let bind_password = self.secret(
+            s.bind_password_file.as_ref(),
+            s.bind_password_env.as_ref(),
+            "source.bind_password",
+        )?;
         let bind_dn = s.bind_dn.as_ref().map(|d| d.get_ref().trim().to_string());
         if bind_dn.is_some() != bind_password.is_some() {
             return Err(self.err(

@@ -221,18 +221,11 @@ impl Checker<'_> {
                 ))
             }
         };
-        let password = match (&m.password_file, &m.password_env) {
-            (Some(f), None) => Some(Secret::File(self.resolve(f.get_ref()))),
-            (None, Some(e)) => Some(Secret::Env(e.get_ref().clone())),
-            (None, None) => None,
-            (Some(f), Some(_)) => {
-                return Err(self.err(
-                    f.span(),
-                    "mail.password_file",
-                    "give password_file or password_env, not both",
-                ))
-            }
-        };
+        let password = self.secret(
+            m.password_file.as_ref(),
+            m.password_env.as_ref(),
+            "mail.password",
+        )?;
         if m.username.is_some() != password.is_some() {
             let span = m.username.as_ref().map_or(host.span(), |u| u.span());
             return Err(self.err(

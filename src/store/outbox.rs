@@ -94,6 +94,14 @@ pub fn message_id(domain: &str) -> String {
     format!("<{}@{}>", super::users::new_secret(), domain)
 }
 
+/// The first column of each row, as ids.
+fn id_column(rows: &[sqlx::any::AnyRow]) -> Result<Vec<i64>, StoreError> {
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
 fn split_lines(s: &str) -> Vec<String> {
     s.lines()
         .filter(|l| !l.is_empty())
@@ -126,13 +134,7 @@ impl Store {
                 b.bind(*id).bind(super::users::new_secret()).bind(t);
             });
             q.push(" RETURNING id");
-            let ids: Vec<i64> = q
-                .build()
-                .fetch_all(&mut **tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
+            let ids = id_column(&q.build().fetch_all(&mut **tx).await?)?;
             let mut q = Sql::new(
                 tx.backend_name(),
                 "INSERT INTO outbox (kind, link_id, message_id, next_attempt_at, created_at) ",
@@ -167,13 +169,7 @@ impl Store {
                 AND u.id IN ",
         );
         q.list(user_ids.iter().copied());
-        let ids: Vec<i64> = q
-            .build()
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
+        let ids = id_column(&q.build().fetch_all(&mut **tx).await?)?;
         Store::queue_welcomes(tx, &ids, mail_domain).await
     }
 
@@ -253,14 +249,13 @@ impl Store {
         if self.backend() == Backend::Postgres {
             select.push_str(" FOR UPDATE SKIP LOCKED");
         }
-        let ids: Vec<i64> = sqlx::query(&select)
-            .bind(t)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
+        let ids = id_column(
+            &sqlx::query(&select)
+                .bind(t)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -622,11 +617,6 @@ impl Store {
             q.push(" AND d.name = ").bind(d.to_ascii_lowercase());
         }
         q.push(" ORDER BY u.id");
-        q.build()
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| Ok(r.try_get(0)?))
-            .collect()
+        id_column(&q.build().fetch_all(self.pool()).await?)
     }
 }
