@@ -61,10 +61,12 @@ async fn mail_worker(
     wake: Arc<tokio::sync::Notify>,
     mut quit: watch::Receiver<bool>,
     stop: StopFlag,
+    metrics: Arc<Metrics>,
 ) {
     loop {
-        if let Err(e) = mailer.deliver(&store, Some(&stop)).await {
-            tracing::error!(error = %e, "mail delivery pass failed; retrying");
+        match mailer.deliver(&store, Some(&stop)).await {
+            Ok(r) => metrics.record_mail(&r),
+            Err(e) => tracing::error!(error = %e, "mail delivery pass failed; retrying"),
         }
         tokio::select! {
             _ = tokio::time::sleep(MAIL_POLL) => {}
@@ -73,6 +75,18 @@ async fn mail_worker(
         }
     }
     mailer.close().await;
+}
+
+/// The new config, if it loads and its mail and web parts can start (CA
+/// file, link key, blocklist): otherwise the running one is kept.
+fn reloadable(path: &Path) -> Result<Config, String> {
+    let cfg = Config::load(path).map_err(|e| e.to_string())?;
+    crate::mail::Mailer::new(&cfg.mail).map_err(|e| e.to_string())?;
+    if let Some(p) = &cfg.web.password_blocklist_file {
+        std::fs::metadata(p)
+            .map_err(|e| format!("web.password_blocklist_file {}: {e}", p.display()))?;
+    }
+    Ok(cfg)
 }
 
 fn welcome_app(
@@ -139,6 +153,7 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
             wake,
             quit_rx.clone(),
             stop.clone(),
+            metrics.clone(),
         ));
         let app = web::router(
             AppState {
@@ -227,7 +242,7 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
             tokio::select! {
                 _ = term.recv() => break Next::Stop,
                 _ = int.recv() => break Next::Stop,
-                _ = hup.recv() => match Config::load(config_path) {
+                _ = hup.recv() => match reloadable(config_path) {
                     Ok(new) => break Next::Reload(Box::new(new)),
                     Err(e) => tracing::error!(
                         error = %e,

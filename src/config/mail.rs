@@ -22,6 +22,7 @@ pub(super) struct RawMail {
     admin_report_to: Option<Spanned<Vec<String>>>,
     messages_per_second: Option<u32>,
     max_age: Option<Spanned<String>>,
+    lease_seconds: Option<Spanned<u64>>,
     // SMTP
     host: Option<Spanned<String>>,
     port: Option<u16>,
@@ -58,6 +59,9 @@ pub struct MailConfig {
     pub messages_per_second: Option<NonZeroU32>,
     /// Temporary failures are retried until the message is this old.
     pub max_age: Duration,
+    /// A claimed batch is another worker's to take after this long (a
+    /// daemon that died while sending).
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +157,13 @@ impl Checker<'_> {
         };
         let link_ttl = duration(&m.link_ttl, "mail.link_ttl", 7 * 86_400)?;
         let max_age = duration(&m.max_age, "mail.max_age", 3 * 86_400)?;
+        let lease = match &m.lease_seconds {
+            None => 120,
+            Some(l) if (5..=3600).contains(l.get_ref()) => *l.get_ref(),
+            Some(l) => {
+                return Err(self.err(l.span(), "mail.lease_seconds", "between 5 and 3600 seconds"))
+            }
+        };
         let admin_report_to = match &m.admin_report_to {
             None => Vec::new(),
             Some(v) => v
@@ -199,6 +210,7 @@ impl Checker<'_> {
             admin_report_to,
             messages_per_second: NonZeroU32::new(m.messages_per_second.unwrap_or(10)),
             max_age,
+            lease: Duration::from_secs(lease),
         })
     }
 

@@ -145,10 +145,12 @@ impl Mailer {
         }
     }
 
+    /// Rows claimed at once: a crash re-sends at most one batch, and a batch
+    /// takes at most ~10 s at the configured rate.
     fn batch_size(&self) -> i64 {
         match self.cfg.messages_per_second {
-            Some(r) => (i64::from(r.get()) * 30).clamp(10, 500),
-            None => 500,
+            Some(r) => (i64::from(r.get()) * 10).clamp(10, 200),
+            None => 200,
         }
     }
 
@@ -161,11 +163,7 @@ impl Mailer {
     ) -> Result<DeliveryReport, MailError> {
         let mut report = DeliveryReport::default();
         let batch = self.batch_size();
-        let rate = self
-            .cfg
-            .messages_per_second
-            .map_or(1000, |r| i64::from(r.get()));
-        let lease = 300 + 2 * batch / rate.max(1);
+        let lease = self.cfg.lease.as_secs() as i64;
         loop {
             if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                 break;

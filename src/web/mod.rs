@@ -30,6 +30,9 @@ pub struct Metrics {
     reenabled: AtomicU64,
     rows_refused: AtomicU64,
     throttled_us: AtomicU64,
+    mail_sent: AtomicU64,
+    mail_failed: AtomicU64,
+    mail_retried: AtomicU64,
 }
 
 impl Metrics {
@@ -48,6 +51,13 @@ impl Metrics {
             .fetch_add(r.errors.len() as u64, Ordering::Relaxed);
         self.throttled_us
             .fetch_add(r.throttled.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// What a pass of the mail worker did.
+    pub fn record_mail(&self, r: &crate::mail::DeliveryReport) {
+        self.mail_sent.fetch_add(r.sent, Ordering::Relaxed);
+        self.mail_failed.fetch_add(r.failed, Ordering::Relaxed);
+        self.mail_retried.fetch_add(r.retrying, Ordering::Relaxed);
     }
 
     /// A failed run (store down, I/O error) still counts.
@@ -115,6 +125,22 @@ impl Metrics {
             "pbx_onboard_rate_limit_wait_seconds_total {:.6}",
             self.throttled_us.load(Ordering::Relaxed) as f64 / 1e6
         );
+        let _ = writeln!(
+            s,
+            "# HELP pbx_onboard_mail_total Emails by what happened to a send attempt."
+        );
+        let _ = writeln!(s, "# TYPE pbx_onboard_mail_total counter");
+        for (result, v) in [
+            ("sent", &self.mail_sent),
+            ("failed", &self.mail_failed),
+            ("retried", &self.mail_retried),
+        ] {
+            let _ = writeln!(
+                s,
+                "pbx_onboard_mail_total{{result=\"{result}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         s
     }
 }
@@ -168,6 +194,8 @@ struct Health {
     status: &'static str,
     store: String,
     sources: Vec<SourceHealth>,
+    /// Outbox rows by status (empty when the store is down).
+    outbox: BTreeMap<String, i64>,
 }
 
 #[derive(Serialize)]
@@ -195,6 +223,16 @@ async fn healthz(State(st): State<AppState>) -> Response {
         Ok(()) => st.store.list_runs(1000).await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
+    let outbox: BTreeMap<String, i64> = match &store {
+        Ok(()) => st
+            .store
+            .outbox_counts()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
     let sources = st
         .sources
         .iter()
@@ -215,6 +253,7 @@ async fn healthz(State(st): State<AppState>) -> Response {
                 status: "ok",
                 store: "reachable".into(),
                 sources,
+                outbox,
             },
         ),
         Err(e) => (
@@ -223,6 +262,7 @@ async fn healthz(State(st): State<AppState>) -> Response {
                 status: "unavailable",
                 store: format!("unreachable: {e}"),
                 sources,
+                outbox,
             },
         ),
     };

@@ -3,6 +3,7 @@
 //! config, SIGTERM in the middle of a large import and a restart.
 
 use crate::common::pg::free_port;
+use crate::common::smtp::{header, Behaviour, Sink};
 use crate::common::{people_csv, Backend, Env, LIMITS_OPEN};
 use std::io::{Read, Write};
 use std::process::{Child, Stdio};
@@ -15,10 +16,22 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(env: &Env, port: u16, tag: &str) -> Daemon {
+        Daemon::start_config(env, &env.config, port, tag)
+    }
+
+    /// A daemon on another config file (e.g. a second instance).
+    pub(crate) fn start_config(
+        env: &Env,
+        config: &std::path::Path,
+        port: u16,
+        tag: &str,
+    ) -> Daemon {
         let log = env.path(&format!("daemon-{tag}.log"));
         let f = std::fs::File::create(&log).expect("log");
-        let child = env
-            .cmd(&["daemon"])
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pbx-onboard"));
+        cmd.arg("--config").arg(config).arg("daemon");
+        cmd.env_remove("PBX_ONBOARD_CONFIG");
+        let child = cmd
             .env("PBX_ONBOARD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("log"))
@@ -57,6 +70,12 @@ impl Daemon {
             "timed out waiting for {what}\n--- daemon log ---\n{}",
             self.log()
         );
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then the exit status within `limit`.
@@ -108,12 +127,21 @@ fn extra(port: u16) -> String {
 }
 
 async fn daemon_imports_dropped_files(backend: Backend) {
-    let port = free_port();
-    let env = Env::with_extra(backend, LIMITS_OPEN, &extra(port)).await;
+    let (port, smtp) = (free_port(), free_port());
+    let env = Env::with_extra(
+        backend,
+        LIMITS_OPEN,
+        &crate::mail::mail_config(smtp, port, "none"),
+    )
+    .await;
+    let sink = Sink::start(smtp, &env.path("sink"), Behaviour::default());
     let d = Daemon::start(&env, port, "a");
     drop_file(&env, "new-hires.csv", &people_csv(0, 3));
     d.wait_until("3 users", Duration::from_secs(20), || {
         env.users().len() == 3
+    });
+    d.wait_until("3 welcome emails", Duration::from_secs(20), || {
+        sink.messages().len() == 3
     });
     d.wait_until("the file archived", Duration::from_secs(10), || {
         std::fs::read_dir(env.path("var/archive"))
@@ -130,6 +158,7 @@ async fn daemon_imports_dropped_files(backend: Backend) {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["sources"][0]["name"], "hr-drop");
     assert_eq!(health["sources"][0]["last_run"]["outcome"], "ok");
+    assert_eq!(health["outbox"]["sent"], 3, "{health}");
 
     let (code, metrics) = http_get(port, "/metrics").expect("metrics");
     assert_eq!(code, 200);
@@ -147,6 +176,10 @@ async fn daemon_imports_dropped_files(backend: Backend) {
     );
     assert!(
         metrics.contains("pbx_onboard_outbox_messages{status=\"failed\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pbx_onboard_mail_total{result=\"sent\"} 3"),
         "{metrics}"
     );
 
@@ -273,4 +306,114 @@ fn systemd_unit_verifies_and_is_hardened() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in: {text}"));
     assert!(score < 2.0, "exposure {score}: {text}");
+}
+
+/// Two daemons on one PostgreSQL drain one large outbox: every email is
+/// delivered exactly once (claims use FOR UPDATE SKIP LOCKED and a lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_send_each_email_once() {
+    let (smtp, a, b) = (free_port(), free_port(), free_port());
+    let env = Env::with_extra(
+        Backend::Postgres,
+        LIMITS_OPEN,
+        &crate::mail::mail_config(smtp, a, "none"),
+    )
+    .await;
+    let sink = Sink::start(smtp, &env.path("sink"), Behaviour::default());
+    let n = 1500;
+    let csv = env.write("people.csv", people_csv(0, n).as_bytes());
+    let out = env.run(&["import", csv.to_str().unwrap_or(""), "--no-mail"]);
+    assert_eq!(out.status.code(), Some(0));
+    // At 100 a second each, the outbox takes long enough for both to work on it.
+    let text = std::fs::read_to_string(&env.config)
+        .expect("config")
+        .replace("messages_per_second = 0", "messages_per_second = 100");
+    std::fs::write(&env.config, &text).expect("config");
+    let second = env.path("second.toml");
+    let other = text.replace(&format!("127.0.0.1:{a}\""), &format!("127.0.0.1:{b}\""));
+    std::fs::write(&second, other).expect("second config");
+    let da = Daemon::start(&env, a, "a");
+    let db = Daemon::start_config(&env, &second, b, "b");
+    da.wait_until("every email", Duration::from_secs(90), || {
+        sink.messages().len() >= n
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), n, "no email twice");
+    let ids: std::collections::HashSet<_> = msgs.iter().map(|m| header(m, "Message-ID")).collect();
+    assert_eq!(ids.len(), n);
+    let sent = env
+        .scalar("SELECT CAST(COUNT(*) AS TEXT) FROM outbox WHERE status = 'sent'")
+        .await;
+    assert_eq!(sent, n.to_string());
+    for d in [&da, &db] {
+        assert!(
+            d.log().contains("outbox delivered"),
+            "both daemons sent: {}",
+            d.log()
+        );
+    }
+    let (sa, _) = da.stop(Duration::from_secs(15));
+    let (sb, _) = db.stop(Duration::from_secs(15));
+    assert!(sa.success() && sb.success());
+}
+
+/// A daemon killed while sending: its claimed batch is taken over by
+/// another daemon when the lease runs out; every email arrives, and only
+/// that batch can arrive twice (same Message-ID, same link).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_daemon_releases_its_claim() {
+    let (smtp, a, b) = (free_port(), free_port(), free_port());
+    let env = Env::with_extra(
+        Backend::Postgres,
+        LIMITS_OPEN,
+        &crate::mail::mail_config_with(smtp, a, "none", "lease_seconds = 5", ""),
+    )
+    .await;
+    let sink = Sink::start(smtp, &env.path("sink"), Behaviour::default());
+    let n = 300;
+    let csv = env.write("people.csv", people_csv(0, n).as_bytes());
+    let out = env.run(&["import", csv.to_str().unwrap_or(""), "--no-mail"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(&env.config)
+        .expect("config")
+        .replace("messages_per_second = 0", "messages_per_second = 50");
+    std::fs::write(&env.config, &text).expect("config");
+    let second = env.path("second.toml");
+    let other = text.replace(&format!("127.0.0.1:{a}\""), &format!("127.0.0.1:{b}\""));
+    std::fs::write(&second, other).expect("second config");
+    let da = Daemon::start(&env, a, "a");
+    da.wait_until("sending has begun", Duration::from_secs(30), || {
+        sink.messages().len() >= 20
+    });
+    da.kill();
+    let db = Daemon::start_config(&env, &second, b, "b");
+    let unique = || {
+        sink.messages()
+            .iter()
+            .map(|m| header(m, "Message-ID"))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    db.wait_until("every email", Duration::from_secs(60), || unique() >= n);
+    let msgs = sink.messages();
+    assert_eq!(unique(), n);
+    assert!(
+        msgs.len() - n <= 200,
+        "only the dead daemon's batch twice: {}",
+        msgs.len()
+    );
+    let mut links = std::collections::HashMap::new();
+    for m in &msgs {
+        // The token; the base URL is each daemon's own config.
+        let link =
+            crate::common::smtp::link_in(m).and_then(|l| l.rsplit('/').next().map(str::to_string));
+        let prev = links.insert(header(m, "Message-ID"), link.clone());
+        assert!(
+            prev.is_none() || prev == Some(link),
+            "a duplicate carries the same link"
+        );
+    }
+    let (sb, _) = db.stop(Duration::from_secs(15));
+    assert!(sb.success());
 }
