@@ -1054,4 +1054,102 @@ attributes = { extension = "ipPhone", email = ["mail", "proxyAddresses"] }
             }
         }
     }
+
+    const SMTP: &str = r#"
+[mail]
+transport = "smtp"
+host = "mail.acme.example"
+from = "PBX <pbx@acme.example>"
+link_base_url = "https://pbx.acme.example/"
+admin_report_to = ["it@acme.example"]
+username = "pbx"
+password_env = "PBX_SMTP_PASSWORD"
+[web]
+password_min_length = 12
+"#;
+
+    #[test]
+    fn mail_and_web_defaults_and_smtp() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.mail.link_base_url, "http://127.0.0.1:8480");
+        assert_eq!(c.mail.link_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.mail.max_age, Duration::from_secs(3 * 86_400));
+        assert_eq!(c.mail.link_key_file, PathBuf::from("/etc/pbx/var/link.key"));
+        assert_eq!(c.web.password_min_length, 15);
+        assert_eq!(c.web.pin_min_length, 6);
+        let c = load(&format!("{GOOD}{SMTP}")).unwrap();
+        let MailTransport::Smtp(s) = &c.mail.transport else {
+            panic!("smtp")
+        };
+        assert_eq!(
+            (s.port, s.tls),
+            (587, SmtpTls::StartTls),
+            "STARTTLS by default"
+        );
+        assert_eq!(s.password, Some(Secret::Env("PBX_SMTP_PASSWORD".into())));
+        assert_eq!(
+            c.mail.link_base_url, "https://pbx.acme.example",
+            "no trailing slash"
+        );
+        assert_eq!(c.mail.admin_report_to.len(), 1);
+        assert_eq!(c.web.password_min_length, 12);
+        let c = load(&format!(
+            "{GOOD}{}",
+            SMTP.replace("host =", "tls = \"tls\"\nhost =")
+        ))
+        .unwrap();
+        let MailTransport::Smtp(s) = &c.mail.transport else {
+            panic!("smtp")
+        };
+        assert_eq!((s.port, s.tls), (465, SmtpTls::Implicit));
+    }
+
+    #[test]
+    fn bad_mail_and_web_values_name_the_key() {
+        let cases = [
+            ("host =", "tls = \"ssl\"\nhost =", "mail.tls"),
+            (
+                "https://pbx.acme.example/",
+                "ftp://pbx",
+                "mail.link_base_url",
+            ),
+            ("PBX <pbx@acme.example>", "not an address", "mail.from"),
+            (
+                "[\"it@acme.example\"]",
+                "[\"it(at)acme\"]",
+                "mail.admin_report_to",
+            ),
+            ("password_env = \"PBX_SMTP_PASSWORD\"", "", "mail.username"),
+            (
+                "password_env",
+                "password_file = \"/run/credentials/pbx/smtp\"\npassword_env",
+                "mail.password_file",
+            ),
+            ("host =", "pool_size = 0\nhost =", "mail.pool_size"),
+            ("host =", "link_ttl = \"soon\"\nhost =", "mail.link_ttl"),
+            ("host =", "lease_seconds = 1\nhost =", "mail.lease_seconds"),
+            (
+                "password_min_length = 12",
+                "password_min_length = 6",
+                "web.password_min_length",
+            ),
+            (
+                "password_min_length = 12",
+                "pin_min_length = 3",
+                "web.pin_min_length",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let text = format!("{GOOD}{}", SMTP.replace(from, to));
+            match load(&text) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{to}"),
+                other => panic!("{to}: expected Invalid {key}, got {other:?}"),
+            }
+        }
+        let no_host = format!(
+            "{GOOD}{}",
+            SMTP.replace("host = \"mail.acme.example\"\n", "")
+        );
+        assert!(load(&no_host).is_err(), "smtp needs a host");
+    }
 }
