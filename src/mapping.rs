@@ -67,7 +67,7 @@ pub struct UserSpec {
     pub source_id: String,
     /// Spreadsheet row (CSV) for reports; `None` for directory entries.
     pub row: Option<u64>,
-    pub file: String,
+    pub file: std::sync::Arc<str>,
     pub fields: UserFields,
     pub requested_extension: Option<Extension>,
     pub active: bool,
@@ -234,7 +234,7 @@ pub fn map_record(
     Ok(UserSpec {
         source_id: r.source_id.clone(),
         row: r.origin.row,
-        file: r.origin.location.to_string(),
+        file: r.origin.location.clone(),
         fields: UserFields {
             first_name,
             last_name: r.last_name.clone(),
@@ -255,8 +255,10 @@ pub fn map_record(
 
 /// Maps every record of one read. A requested extension that an earlier row
 /// of the same read already asked for refuses the later row.
+/// Takes the records by value: each is dropped once mapped, so its strings
+/// are reused for the specs instead of both living at once.
 pub fn map_all(
-    records: &[StaffRecord],
+    records: Vec<StaffRecord>,
     domain: &DomainConfig,
     rules: &[Rule],
 ) -> (Vec<UserSpec>, Vec<RowError>) {
@@ -264,6 +266,7 @@ pub fn map_all(
     let mut errors = Vec::new();
     let mut first_row: std::collections::HashMap<Extension, Option<u64>> = Default::default();
     for r in records {
+        let r = &r;
         match map_record(r, domain, rules) {
             Ok(spec) => {
                 if let Some(ext) = &spec.requested_extension {
@@ -508,7 +511,7 @@ device = "web"
             r.extension = Some(ext.to_string());
             rows.push(r);
         }
-        let (specs, errs) = map_all(&rows, &c.domains[0], &c.rules);
+        let (specs, errs) = map_all(rows, &c.domains[0], &c.rules);
         assert_eq!(specs.len(), 2);
         let rows: Vec<_> = errs.iter().map(|e| e.row).collect();
         assert_eq!(rows, [Some(4), Some(5)]);

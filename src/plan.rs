@@ -45,7 +45,8 @@ pub struct Billable {
 /// Where a row came from, for the per-row result report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowRef {
-    pub file: String,
+    /// Shared by every row of the file.
+    pub file: std::sync::Arc<str>,
     pub row: Option<u64>,
 }
 
@@ -72,7 +73,7 @@ pub enum Action {
         source_id: String,
         at: RowRef,
         extension: Extension,
-        fields: UserFields,
+        fields: Box<UserFields>,
     },
     Update {
         user_id: i64,
@@ -80,7 +81,7 @@ pub enum Action {
         at: RowRef,
         extension: String,
         changes: Vec<Change>,
-        fields: UserFields,
+        fields: Box<UserFields>,
         /// The user has no device yet and the spec wants one.
         add_device: bool,
     },
@@ -90,7 +91,7 @@ pub enum Action {
         at: RowRef,
         extension: String,
         changes: Vec<Change>,
-        fields: UserFields,
+        fields: Box<UserFields>,
         add_device: bool,
     },
     Disable {
@@ -327,7 +328,7 @@ pub fn make_plan(input: PlanInput<'_>) -> Plan {
                     at,
                     extension: ext,
                     changes,
-                    fields: fields(),
+                    fields: Box::new(fields()),
                     add_device,
                 },
                 (true, Status::Active) if changes.is_empty() => Action::Unchanged {
@@ -342,7 +343,7 @@ pub fn make_plan(input: PlanInput<'_>) -> Plan {
                     at,
                     extension: ext,
                     changes,
-                    fields: fields(),
+                    fields: Box::new(fields()),
                     add_device,
                 },
             });
@@ -366,7 +367,7 @@ pub fn make_plan(input: PlanInput<'_>) -> Plan {
                     source_id: sid,
                     at,
                     extension,
-                    fields: spec.fields,
+                    fields: Box::new(spec.fields),
                 });
             }
             Err(reason) => actions.push(Action::Conflict {

@@ -154,7 +154,7 @@ impl RunReport {
                 r.conflicts.push(ConflictEntry {
                     source_id: source_id.clone(),
                     reason: reason.clone(),
-                    file: Some(at.file.clone()),
+                    file: Some(at.file.to_string()),
                     row: at.row,
                 });
                 continue;
@@ -177,7 +177,7 @@ impl RunReport {
                 file: f
                     .at
                     .as_ref()
-                    .map_or_else(|| plan.source.clone(), |a| a.file.clone()),
+                    .map_or_else(|| plan.source.clone(), |a| a.file.to_string()),
                 row: f.at.as_ref().and_then(|a| a.row),
                 column: None,
                 message: f.message.clone(),

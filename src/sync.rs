@@ -40,6 +40,8 @@ pub enum SyncError {
     PlanOut { path: String, message: String },
     #[error("{path} is not a plan this version can apply: {message}")]
     BadPlan { path: String, message: String },
+    #[error("the CSV reader stopped: {0}")]
+    Reader(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SyncError + '_ {
@@ -72,12 +74,16 @@ pub struct Read {
 }
 
 /// The pipeline for one read of one source. Returns the report and the plan.
+///
+/// `read` runs while the store's users are loaded: a CSV file is parsed on
+/// a blocking thread meanwhile (see `read_csv_blocking`); an LDAP read is
+/// passed in done.
 #[tracing::instrument(skip_all, fields(source = %source.name))]
 pub async fn run_sync(
     cfg: &Config,
     store: &Store,
     source: &SourceConfig,
-    read: Read,
+    read: impl std::future::Future<Output = Result<Read, SyncError>>,
     opts: &RunOptions,
 ) -> Result<(RunReport, Plan), SyncError> {
     let domain = cfg
@@ -105,23 +111,31 @@ async fn plan_and_apply(
     store: &Store,
     source: &SourceConfig,
     domain: &crate::config::DomainConfig,
-    read: Read,
+    read: impl std::future::Future<Output = Result<Read, SyncError>>,
     opts: &RunOptions,
 ) -> Result<(RunReport, Plan), SyncError> {
     let t = std::time::Instant::now();
-    let (specs, mut errors) = map_all(&read.records, domain, &cfg.rules);
-    // The specs carry everything the plan needs from here on.
-    drop(read.records);
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase map");
-    let mut all_errors = read.errors;
-    let read_notes = read.notes;
-    all_errors.append(&mut errors);
     let dom = store.find_domain(&domain.name).await?;
-    let stored = match dom {
-        Some(d) => store.load_users(d.id).await?,
-        None => Vec::new(),
+    let load = async {
+        match dom {
+            Some(d) => store.load_users(d.id).await,
+            None => Ok(Vec::new()),
+        }
     };
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase load");
+    // The source is read and mapped while the store's users load; the
+    // records are mapped (and dropped) before the plan needs the users.
+    let read_and_map = async {
+        let mut read = read.await?;
+        let (specs, errors) = map_all(std::mem::take(&mut read.records), domain, &cfg.rules);
+        read.errors.extend(errors);
+        Ok::<_, SyncError>((read, specs))
+    };
+    let (mapped, stored) = tokio::join!(read_and_map, load);
+    let ((read, specs), stored) = (mapped?, stored?);
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "phase read, map and load"
+    );
     let plan = make_plan(PlanInput {
         source: &source.name,
         mode: source.mode,
@@ -129,7 +143,7 @@ async fn plan_and_apply(
         domain,
         limits: &cfg.limits,
         specs,
-        errors: all_errors,
+        errors: read.errors,
         complete: read.complete,
         stored: &stored,
         base_revision: dom.map_or(0, |d| d.revision),
@@ -137,7 +151,7 @@ async fn plan_and_apply(
         files: read.files,
     });
     let mut plan = plan;
-    plan.notes.splice(0..0, read_notes);
+    plan.notes.splice(0..0, read.notes);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase plan");
     if let Some(path) = &opts.plan_out {
         write_plan(path, &plan)?;
@@ -306,7 +320,9 @@ pub fn read_csv_files(
                 read.errors.extend(f.errors.iter().cloned());
                 // The records go to the run; the file keeps its raw rows
                 // for the per-row result CSV.
-                for r in std::mem::take(&mut f.records) {
+                let mut records = std::mem::take(&mut f.records);
+                let file_index = read.files.len() - 1;
+                records.retain(|r| {
                     if let Some((file, row)) = seen.get(&r.source_id) {
                         let file = &read.files[*file];
                         let at = row.map_or(String::new(), |row| format!(", row {row}"));
@@ -320,10 +336,16 @@ pub fn read_csv_files(
                             ),
                             source_id: Some(r.source_id.clone()),
                         });
-                        continue;
+                        return false;
                     }
-                    seen.insert(r.source_id.clone(), (read.files.len() - 1, r.origin.row));
-                    read.records.push(r);
+                    seen.insert(r.source_id.clone(), (file_index, r.origin.row));
+                    true
+                });
+                // The first file's array is taken as is, not copied.
+                if read.records.is_empty() {
+                    read.records = records;
+                } else {
+                    read.records.append(&mut records);
                 }
                 parsed.push(Ok(f));
             }
@@ -344,6 +366,17 @@ pub fn read_csv_files(
     (read, parsed)
 }
 
+/// `read_csv_files` on a blocking thread, so the caller can load the store
+/// meanwhile.
+async fn read_csv_blocking(
+    paths: Vec<PathBuf>,
+    opts: CsvOptions,
+) -> Result<(Read, Vec<Result<CsvFile, RowError>>), SyncError> {
+    tokio::task::spawn_blocking(move || read_csv_files(&paths, &opts))
+        .await
+        .map_err(|e| SyncError::Reader(e.to_string()))
+}
+
 /// `import FILE…`: the same path as a folder drop, without moving the files.
 /// Per-row results go to `<state>/reports/`.
 pub async fn import_files(
@@ -355,8 +388,12 @@ pub async fn import_files(
 ) -> Result<RunReport, SyncError> {
     let csv = csv_source(source)?;
     let t = std::time::Instant::now();
-    let (read, parsed) = read_csv_files(paths, &options(csv));
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase read");
+    let mut parsed = Vec::new();
+    let read = async {
+        let (read, files) = read_csv_blocking(paths.to_vec(), options(csv)).await?;
+        parsed = files;
+        Ok(read)
+    };
     let (mut report, plan) = run_sync(cfg, store, source, read, opts).await?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase sync");
     if opts.dry_run {
@@ -426,7 +463,13 @@ pub async fn process_inbox(
     }
     let mut reports = Vec::new();
     for c in claimed {
-        let (read, mut parsed) = read_csv_files(std::slice::from_ref(&c.path), &options(csv));
+        let mut parsed = Vec::new();
+        let read = async {
+            let (read, files) = read_csv_blocking(vec![c.path.clone()], options(csv)).await?;
+            parsed = files;
+            Ok(read)
+        };
+        let (mut report, plan) = run_sync(cfg, store, source, read, opts).await?;
         let file = parsed.pop().unwrap_or_else(|| {
             Err(RowError {
                 file: c.original_name.clone(),
@@ -436,7 +479,6 @@ pub async fn process_inbox(
                 source_id: None,
             })
         });
-        let (mut report, plan) = run_sync(cfg, store, source, read, opts).await?;
         if report.interrupted {
             // Left in processing/: the next pass (or start) imports it again
             // and plans only what is left.
@@ -522,7 +564,7 @@ fn result_report(file: Result<CsvFile, RowError>, plan: &Plan, report: &RunRepor
             Action::Conflict { at, reason, .. } => (Some(at), None, Some(reason.clone())),
             Action::Delete { .. } => (None, None, None),
         };
-        if let Some(at) = at.filter(|at| at.file == f.path) {
+        if let Some(at) = at.filter(|at| *at.file == *f.path) {
             if let Some(row) = at.row {
                 let result = if a.writes() && !applied {
                     format!("not applied ({})", a.name())

@@ -100,7 +100,7 @@ pub async fn sync_ldap(
         files: vec![r.location],
         notes,
     };
-    let (report, _plan) = run_sync(cfg, store, &src, read, opts).await?;
+    let (report, _plan) = run_sync(cfg, store, &src, std::future::ready(Ok(read)), opts).await?;
     let applied = !report.dry_run
         && !report.interrupted
         && matches!(

@@ -91,7 +91,7 @@ pub enum Mark {
 
 /// A fresh Message-ID for a queued row.
 pub fn message_id(domain: &str) -> String {
-    format!("<{}@{}>", super::users::new_secret(), domain)
+    format!("<{}@{}>", super::users::sortable_secret(), domain)
 }
 
 /// The first column of each row, as ids.
@@ -131,7 +131,7 @@ impl Store {
                 "INSERT INTO welcome_links (user_id, salt, created_at) ",
             );
             q.values(chunk, |b, id| {
-                b.bind(*id).bind(super::users::new_secret()).bind(t);
+                b.bind(*id).bind(super::users::sortable_secret()).bind(t);
             });
             q.push(" RETURNING id");
             let ids = id_column(&q.build().fetch_all(&mut **tx).await?)?;

@@ -91,6 +91,27 @@ pub fn new_secret() -> String {
     hex::encode(b)
 }
 
+/// A unique value that sorts by creation time: microseconds since 1970 (48
+/// bits) and a per-process counter (24 bits), then 128 random bits, in hex.
+/// Rows keyed by it (welcome link salts, Message-IDs) land at the end of
+/// their unique index instead of on a random page: with random keys, queueing
+/// 100k welcomes dirtied most of both indexes in every chunk and took twice
+/// as long as inserting the users themselves.
+pub fn sortable_secret() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:012x}{:06x}{}",
+        micros & 0xffff_ffff_ffff,
+        n & 0xff_ffff,
+        new_secret()
+    )
+}
+
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
@@ -208,7 +229,12 @@ impl Store {
                  FROM (SELECT * FROM users WHERE domain_id = $1 AND id > $2 ORDER BY id LIMIT $3) u"
             ),
         };
-        let mut users = Vec::new();
+        // Sized up front: doubling would hold two arrays of 100k users at once.
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE domain_id = $1")
+            .bind(domain_id)
+            .fetch_one(self.pool())
+            .await?;
+        let mut users = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
         let mut after = 0i64;
         loop {
             let row = sqlx::query(&sql)
