@@ -157,6 +157,11 @@ const USER_ARRAY: &str = "u.id, u.extension, u.source, u.source_id, u.status, u.
 /// Users per page of `load_users`.
 const LOAD_PAGE: i64 = 2000;
 
+/// Users per INSERT: 21 values each stays under SQLite's limit of 32,766
+/// bound values a statement (PostgreSQL's is 65,535). A chunk of up to 5,000
+/// users (`limits.chunk_size`) is several statements in one transaction.
+const USERS_PER_STATEMENT: usize = 1000;
+
 fn stored_user(r: UserRow, devices: &HashMap<i64, DeviceType>) -> Result<StoredUser, StoreError> {
     let UserRow(
         id,
@@ -288,7 +293,8 @@ impl Store {
         Ok(devices)
     }
 
-    /// Inserts users in one statement; returns (extension, id) pairs.
+    /// Inserts users, [`USERS_PER_STATEMENT`] a statement; returns
+    /// (extension, id) pairs.
     pub async fn insert_users(
         tx: &mut Transaction<'static, Any>,
         domain_id: i64,
@@ -299,38 +305,40 @@ impl Store {
             return Ok(ids);
         }
         let t = now();
-        let mut q = Sql::new(tx.backend_name(),
+        for part in users.chunks(USERS_PER_STATEMENT) {
+            let mut q = Sql::new(tx.backend_name(),
             "INSERT INTO users (domain_id, extension, kind, first_name, last_name, emails, department, site, \
              scope, title, caller_id, emergency_caller_id, voicemail, timezone, language, dial_permission, \
              status, source, source_id, created_at, updated_at) ",
         );
-        q.values(users, |b, u| {
-            let f = u.fields;
-            b.bind(domain_id)
-                .bind(u.extension.to_string())
-                .bind(f.kind.as_str())
-                .bind(f.first_name.clone())
-                .bind(f.last_name.clone())
-                .bind(join_emails(&f.emails))
-                .bind(f.department.clone())
-                .bind(f.site.clone())
-                .bind(f.scope.as_str())
-                .bind(f.title.clone())
-                .bind(u.caller_id.clone())
-                .bind(u.emergency_caller_id.clone())
-                .bind(flag(f.voicemail))
-                .bind(u.timezone.clone())
-                .bind(u.language.clone())
-                .bind(u.dial_permission.clone())
-                .bind("active")
-                .bind(u.source.to_string())
-                .bind(u.source_id.to_string())
-                .bind(t)
-                .bind(t);
-        });
-        q.push(" RETURNING id, extension");
-        for r in q.build().fetch_all(&mut **tx).await? {
-            ids.insert(r.try_get::<String, _>(1)?, r.try_get::<i64, _>(0)?);
+            q.values(part, |b, u| {
+                let f = u.fields;
+                b.bind(domain_id)
+                    .bind(u.extension.to_string())
+                    .bind(f.kind.as_str())
+                    .bind(f.first_name.clone())
+                    .bind(f.last_name.clone())
+                    .bind(join_emails(&f.emails))
+                    .bind(f.department.clone())
+                    .bind(f.site.clone())
+                    .bind(f.scope.as_str())
+                    .bind(f.title.clone())
+                    .bind(u.caller_id.clone())
+                    .bind(u.emergency_caller_id.clone())
+                    .bind(flag(f.voicemail))
+                    .bind(u.timezone.clone())
+                    .bind(u.language.clone())
+                    .bind(u.dial_permission.clone())
+                    .bind("active")
+                    .bind(u.source.to_string())
+                    .bind(u.source_id.to_string())
+                    .bind(t)
+                    .bind(t);
+            });
+            q.push(" RETURNING id, extension");
+            for r in q.build().fetch_all(&mut **tx).await? {
+                ids.insert(r.try_get::<String, _>(1)?, r.try_get::<i64, _>(0)?);
+            }
         }
         Ok(ids)
     }
