@@ -245,7 +245,16 @@ async fn idle_pooled_connection_recovers(backend: Backend) {
         "{}",
         daemon.log()
     );
-    let p = pending(&env);
+    // The sink has the message once the SMTP transaction ends; the daemon
+    // records it as sent just after. Wait (bounded) for that record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let p = loop {
+        let p = pending(&env);
+        if p[0]["state"] == "sent" || std::time::Instant::now() > deadline {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(p[0]["state"], "sent", "{p:?}");
     assert_eq!(
         p[0]["attempts"], 1,
