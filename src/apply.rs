@@ -17,7 +17,7 @@
 use crate::config::{DomainConfig, Limits};
 use crate::model::{Status, UserKind};
 use crate::plan::{Action, Plan, RowRef};
-use crate::store::{ActionRecord, NameTable, NewDevice, NewUser, Store, StoreError};
+use crate::store::{self, ActionRecord, NameTable, NewDevice, NewUser, Store, StoreError};
 use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeSet;
@@ -407,40 +407,47 @@ async fn write_chunk(
             Action::Unchanged { .. } | Action::Conflict { .. } => {}
         }
     }
-    if !creates.is_empty() {
-        let ids = Store::insert_users(&mut tx, domain_id, &creates).await?;
-        for u in &creates {
-            let id = ids.get(u.extension).copied();
-            records.push(ActionRecord {
-                user_id: id,
-                source_id: u.source_id,
-                action: "create",
-                detail: Some(u.extension.to_string()),
+    let backend = tx.backend_name().to_string();
+    let backend = backend.as_str();
+    let ids = store::allocate_ids(&mut tx, "users", creates.len()).await?;
+    let users = Store::insert_users(backend, domain_id, &creates, &ids);
+    // A person with an email gets a welcome, committed with the user.
+    let welcome: Vec<i64> = creates
+        .iter()
+        .zip(&ids)
+        .filter(|(u, _)| !u.fields.emails.is_empty() && u.fields.kind == UserKind::Person)
+        .map(|(_, id)| *id)
+        .collect();
+    let links = store::allocate_ids(&mut tx, "welcome_links", welcome.len()).await?;
+    for (u, id) in creates.iter().zip(&ids) {
+        records.push(ActionRecord {
+            user_id: Some(*id),
+            source_id: u.source_id,
+            action: "create",
+            detail: Some(u.extension.to_string()),
+        });
+        if let Some(t) = u.fields.device {
+            devices.push(NewDevice {
+                user_id: *id,
+                device_type: t,
+                sip_username: u.extension.to_string(),
             });
-            if let (Some(id), Some(t)) = (id, u.fields.device) {
-                devices.push(NewDevice {
-                    user_id: id,
-                    device_type: t,
-                    sip_username: u.extension.to_string(),
-                });
-            }
         }
     }
-    // A person with an email gets a welcome, committed with the user.
-    let welcome: Vec<i64> = records
-        .iter()
-        .filter(|r| r.action == "create")
-        .zip(creates.iter())
-        .filter(|(_, u)| !u.fields.emails.is_empty() && u.fields.kind == UserKind::Person)
-        .filter_map(|(r, _)| r.user_id)
-        .collect();
-    Store::queue_welcomes(&mut tx, &welcome, &d.name).await?;
+    // The other rows are built while the database inserts the users.
+    let (rows, actions) = store::execute_while(&mut tx, &users, || {
+        let mut rows = Store::insert_welcomes(backend, &welcome, &links, &d.name);
+        rows.extend(Store::insert_devices(backend, domain_id, &d.name, &devices));
+        let actions = run_id.map(|run| Store::insert_actions(backend, run, &records));
+        (rows, actions)
+    })
+    .await?;
+    store::execute_all(&mut tx, &rows).await?;
     Store::queue_first_welcomes(&mut tx, &first_emails, &d.name).await?;
-    Store::insert_devices(&mut tx, domain_id, &d.name, &devices).await?;
     Store::set_status(&mut tx, &disable, Status::Disabled).await?;
     Store::delete_users(&mut tx, &delete).await?;
-    if let Some(run) = run_id {
-        Store::record_actions(&mut tx, run, &records).await?;
+    if let Some(actions) = actions {
+        store::execute_all(&mut tx, &actions).await?;
     }
     tx.commit().await?;
     Ok(())

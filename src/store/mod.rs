@@ -174,6 +174,82 @@ pub struct DomainRow {
     pub revision: i64,
 }
 
+/// Ids for `n` new rows of `table`, taken before the rows are built so that
+/// statements referring to them (devices to users, outbox to links) can be
+/// built while the database is still inserting the rows themselves (see
+/// [`Store::execute_while`]), and so that nothing is read back with
+/// `RETURNING`: sqlx's SQLite worker hands each returned row to the async
+/// side through a 50-slot channel, and that thread ping-pong cost a 100k-user
+/// import about a second.
+///
+/// SQLite: the ids after the current largest. Sound because every SQLite
+/// write transaction begins `IMMEDIATE`, so no other writer can add rows
+/// before this one commits. PostgreSQL: drawn from the table's identity
+/// sequence, as a default id would be.
+pub async fn allocate_ids(
+    tx: &mut Transaction<'static, Any>,
+    table: &'static str,
+    n: usize,
+) -> Result<Vec<i64>, StoreError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if tx.backend_name() == "SQLite" {
+        let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {table}");
+        let base: i64 = sqlx::query_scalar(&sql).fetch_one(&mut **tx).await?;
+        return Ok((base + 1..).take(n).collect());
+    }
+    let sql = format!(
+        "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, $1)"
+    );
+    let ids: Vec<i64> = sqlx::query_scalar(&sql)
+        .bind(n as i64)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(ids)
+}
+
+/// Executes the statements in order.
+pub async fn execute_all(
+    tx: &mut Transaction<'static, Any>,
+    statements: &[Sql],
+) -> Result<(), StoreError> {
+    for q in statements {
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Executes the statements in order and runs `work` on this thread while
+/// the database executes the first: on SQLite, the engine runs on sqlx's
+/// worker thread, so building the next statements no longer waits for it.
+pub async fn execute_while<T>(
+    tx: &mut Transaction<'static, Any>,
+    statements: &[Sql],
+    work: impl FnOnce() -> T,
+) -> Result<T, StoreError> {
+    let Some((first, rest)) = statements.split_first() else {
+        return Ok(work());
+    };
+    let done = {
+        let mut exec = std::pin::pin!(first.build().execute(&mut **tx));
+        // One poll hands the statement to the database; then work runs.
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(exec.as_mut(), cx))
+        })
+        .await;
+        let out = work();
+        match polled {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => exec.await,
+        }
+        .map(|_| out)
+    };
+    let out = done?;
+    execute_all(tx, rest).await?;
+    Ok(out)
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

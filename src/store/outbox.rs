@@ -124,31 +124,49 @@ impl Store {
         user_ids: &[i64],
         mail_domain: &str,
     ) -> Result<(), StoreError> {
+        let link_ids = super::allocate_ids(tx, "welcome_links", user_ids.len()).await?;
+        let statements =
+            Store::insert_welcomes(tx.backend_name(), user_ids, &link_ids, mail_domain);
+        super::execute_all(tx, &statements).await
+    }
+
+    /// The INSERTs that queue a welcome for each user: a link (ids from
+    /// [`super::allocate_ids`], one per user) and its outbox row, 500 a
+    /// statement, links first.
+    pub fn insert_welcomes(
+        backend: &str,
+        user_ids: &[i64],
+        link_ids: &[i64],
+        mail_domain: &str,
+    ) -> Vec<Sql> {
         let t = now();
-        for chunk in user_ids.chunks(500) {
+        let mut out = Vec::new();
+        for (users, links) in user_ids.chunks(500).zip(link_ids.chunks(500)) {
             let mut q = Sql::new(
-                tx.backend_name(),
-                "INSERT INTO welcome_links (user_id, salt, created_at) ",
+                backend,
+                "INSERT INTO welcome_links (id, user_id, salt, created_at) ",
             );
-            q.values(chunk, |b, id| {
-                b.bind(*id).bind(super::users::sortable_secret()).bind(t);
+            q.values(links.iter().zip(users), |b, (link, user)| {
+                b.bind(*link)
+                    .bind(*user)
+                    .bind(super::users::sortable_secret())
+                    .bind(t);
             });
-            q.push(" RETURNING id");
-            let ids = id_column(&q.build().fetch_all(&mut **tx).await?)?;
+            out.push(q);
             let mut q = Sql::new(
-                tx.backend_name(),
+                backend,
                 "INSERT INTO outbox (kind, link_id, message_id, next_attempt_at, created_at) ",
             );
-            q.values(&ids, |b, id| {
+            q.values(links, |b, id| {
                 b.bind("welcome")
                     .bind(*id)
                     .bind(message_id(mail_domain))
                     .bind(t)
                     .bind(t);
             });
-            q.build().execute(&mut **tx).await?;
+            out.push(q);
         }
-        Ok(())
+        out
     }
 
     /// Queues a welcome for those of `user_ids` who still have to set up and

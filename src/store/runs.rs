@@ -4,7 +4,7 @@
 use super::{now, Sql, Store, StoreError};
 use crate::report::RunReport;
 use serde::Serialize;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
@@ -76,26 +76,25 @@ impl Store {
         Ok(())
     }
 
-    pub async fn record_actions(
-        tx: &mut Transaction<'static, Any>,
-        run_id: i64,
-        actions: &[ActionRecord<'_>],
-    ) -> Result<(), StoreError> {
-        for chunk in actions.chunks(1000) {
-            let mut q = Sql::new(
-                tx.backend_name(),
-                "INSERT INTO run_actions (run_id, user_id, source_id, action, detail) ",
-            );
-            q.values(chunk, |b, a| {
-                b.bind(run_id)
-                    .bind(a.user_id)
-                    .bind(a.source_id.to_string())
-                    .bind(a.action)
-                    .bind(a.detail.clone());
-            });
-            q.build().execute(&mut **tx).await?;
-        }
-        Ok(())
+    /// The INSERTs that record a run's actions, 1,000 a statement.
+    pub fn insert_actions(backend: &str, run_id: i64, actions: &[ActionRecord<'_>]) -> Vec<Sql> {
+        actions
+            .chunks(1000)
+            .map(|chunk| {
+                let mut q = Sql::new(
+                    backend,
+                    "INSERT INTO run_actions (run_id, user_id, source_id, action, detail) ",
+                );
+                q.values(chunk, |b, a| {
+                    b.bind(run_id)
+                        .bind(a.user_id)
+                        .bind(a.source_id)
+                        .bind(a.action)
+                        .bind(a.detail.clone());
+                });
+                q
+            })
+            .collect()
     }
 
     pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {

@@ -109,13 +109,15 @@ impl Sql {
         self
     }
 
-    /// The statement with its values bound (moved out of the builder).
-    pub fn build(&mut self) -> Query<'_, Any, AnyArguments<'_>> {
+    /// The statement with its values bound. Text is bound by reference:
+    /// binding an owned `String` makes sqlx's `Any` driver clone it once
+    /// more before the engine's own copy.
+    pub fn build(&self) -> Query<'_, Any, AnyArguments<'_>> {
         let mut q = sqlx::query(&self.text);
-        for v in std::mem::take(&mut self.values) {
+        for v in &self.values {
             q = match v {
-                Value::Int(i) => q.bind(i),
-                Value::Text(t) => q.bind(t),
+                Value::Int(i) => q.bind(*i),
+                Value::Text(t) => q.bind(t.as_deref()),
             };
         }
         q

@@ -84,10 +84,12 @@ pub fn tags(has_email: bool, has_password: bool, has_pin: bool) -> Vec<&'static 
     t
 }
 
-/// 128 random bits from the OS, hex encoded.
+/// 128 random bits, hex encoded, from rand's thread-local CSPRNG (ChaCha,
+/// seeded and periodically reseeded from the OS): a getrandom system call per
+/// secret showed up in import profiles, three secrets per new user.
 pub fn new_secret() -> String {
     let mut b = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    rand::thread_rng().fill_bytes(&mut b);
     hex::encode(b)
 }
 
@@ -293,88 +295,88 @@ impl Store {
         Ok(devices)
     }
 
-    /// Inserts users, [`USERS_PER_STATEMENT`] a statement; returns
-    /// (extension, id) pairs.
-    pub async fn insert_users(
-        tx: &mut Transaction<'static, Any>,
+    /// The INSERTs for new users, [`USERS_PER_STATEMENT`] a statement, with
+    /// the ids from [`super::allocate_ids`] (one per user, in order).
+    pub fn insert_users(
+        backend: &str,
         domain_id: i64,
         users: &[NewUser<'_>],
-    ) -> Result<HashMap<String, i64>, StoreError> {
-        let mut ids = HashMap::with_capacity(users.len());
-        if users.is_empty() {
-            return Ok(ids);
-        }
+        ids: &[i64],
+    ) -> Vec<Sql> {
         let t = now();
-        for part in users.chunks(USERS_PER_STATEMENT) {
-            let mut q = Sql::new(tx.backend_name(),
-            "INSERT INTO users (domain_id, extension, kind, first_name, last_name, emails, department, site, \
-             scope, title, caller_id, emergency_caller_id, voicemail, timezone, language, dial_permission, \
-             status, source, source_id, created_at, updated_at) ",
-        );
-            q.values(part, |b, u| {
-                let f = u.fields;
-                b.bind(domain_id)
-                    .bind(u.extension.to_string())
-                    .bind(f.kind.as_str())
-                    .bind(f.first_name.clone())
-                    .bind(f.last_name.clone())
-                    .bind(join_emails(&f.emails))
-                    .bind(f.department.clone())
-                    .bind(f.site.clone())
-                    .bind(f.scope.as_str())
-                    .bind(f.title.clone())
-                    .bind(u.caller_id.clone())
-                    .bind(u.emergency_caller_id.clone())
-                    .bind(flag(f.voicemail))
-                    .bind(u.timezone.clone())
-                    .bind(u.language.clone())
-                    .bind(u.dial_permission.clone())
-                    .bind("active")
-                    .bind(u.source.to_string())
-                    .bind(u.source_id.to_string())
-                    .bind(t)
-                    .bind(t);
-            });
-            q.push(" RETURNING id, extension");
-            for r in q.build().fetch_all(&mut **tx).await? {
-                ids.insert(r.try_get::<String, _>(1)?, r.try_get::<i64, _>(0)?);
-            }
-        }
-        Ok(ids)
+        users
+            .chunks(USERS_PER_STATEMENT)
+            .zip(ids.chunks(USERS_PER_STATEMENT))
+            .map(|(part, ids)| {
+                let mut q = Sql::new(
+                    backend,
+                    "INSERT INTO users (id, domain_id, extension, kind, first_name, last_name, emails, \
+                     department, site, scope, title, caller_id, emergency_caller_id, voicemail, timezone, \
+                     language, dial_permission, status, source, source_id, created_at, updated_at) ",
+                );
+                q.values(part.iter().zip(ids), |b, (u, id)| {
+                    let f = u.fields;
+                    b.bind(*id)
+                        .bind(domain_id)
+                        .bind(u.extension)
+                        .bind(f.kind.as_str())
+                        .bind(f.first_name.as_str())
+                        .bind(f.last_name.clone())
+                        .bind(join_emails(&f.emails))
+                        .bind(f.department.clone())
+                        .bind(f.site.clone())
+                        .bind(f.scope.as_str())
+                        .bind(f.title.clone())
+                        .bind(u.caller_id.clone())
+                        .bind(u.emergency_caller_id.clone())
+                        .bind(flag(f.voicemail))
+                        .bind(u.timezone.clone())
+                        .bind(u.language.clone())
+                        .bind(u.dial_permission.clone())
+                        .bind("active")
+                        .bind(u.source)
+                        .bind(u.source_id)
+                        .bind(t)
+                        .bind(t);
+                });
+                q
+            })
+            .collect()
     }
 
-    /// Inserts devices in one statement, each with a fresh 128-bit secret.
-    pub async fn insert_devices(
-        tx: &mut Transaction<'static, Any>,
+    /// The INSERTs for new devices, 1,000 a statement, each with a fresh
+    /// 128-bit secret and its digest hashes.
+    pub fn insert_devices(
+        backend: &str,
         domain_id: i64,
         realm: &str,
         devices: &[NewDevice],
-    ) -> Result<(), StoreError> {
-        if devices.is_empty() {
-            return Ok(());
-        }
+    ) -> Vec<Sql> {
         let t = now();
-        for chunk in devices.chunks(1000) {
-            let mut q = Sql::new(tx.backend_name(),
-                "INSERT INTO devices (user_id, domain_id, device_type, sip_username, secret, ha1, ha1b, \
-                 enabled, created_at) ",
-            );
-            q.values(chunk, |b, d| {
-                let secret = new_secret();
-                let (ha1, ha1b) = super::digest_hashes(&d.sip_username, realm, &secret);
-                b.bind(d.user_id)
-                    .bind(domain_id)
-                    .bind(d.device_type.as_str())
-                    .bind(d.sip_username.clone())
-                    .bind(secret)
-                    .bind(ha1)
-                    .bind(ha1b)
-                    .bind(1_i64)
-                    .bind(t);
-            });
-            q.build().execute(&mut **tx).await?;
-        }
-        Ok(())
+        devices
+            .chunks(1000)
+            .map(|chunk| {
+                let mut q = Sql::new(
+                    backend,
+                    "INSERT INTO devices (user_id, domain_id, device_type, sip_username, secret, ha1, \
+                     ha1b, enabled, created_at) ",
+                );
+                q.values(chunk, |b, d| {
+                    let secret = new_secret();
+                    let (ha1, ha1b) = super::digest_hashes(&d.sip_username, realm, &secret);
+                    b.bind(d.user_id)
+                        .bind(domain_id)
+                        .bind(d.device_type.as_str())
+                        .bind(d.sip_username.as_str())
+                        .bind(secret)
+                        .bind(ha1)
+                        .bind(ha1b)
+                        .bind(1_i64)
+                        .bind(t);
+                });
+                q
+            })
+            .collect()
     }
 
     /// Writes the source-controlled fields of one user; `activate` also

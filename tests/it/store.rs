@@ -8,7 +8,8 @@ use std::time::Duration;
 
 crate::both_stores!(
     migrations_and_domain_setup_are_idempotent,
-    sync_lock_is_exclusive_until_released
+    sync_lock_is_exclusive_until_released,
+    lean_outbox_migration_keeps_queued_welcomes
 );
 
 async fn open(env: &Env) -> (Config, Store) {
@@ -64,4 +65,96 @@ async fn sync_lock_is_exclusive_until_released(b: Backend) {
     again.release().await;
     store.close().await;
     other.close().await;
+}
+
+/// Migration 6 rebuilds (SQLite) or alters (PostgreSQL) the welcome link and
+/// outbox tables: queued welcomes survive it, a token hash stays unique,
+/// and deleting a user still cascades into its links and their emails.
+async fn lean_outbox_migration_keeps_queued_welcomes(b: Backend) {
+    use sqlx::Connection;
+    let env = Env::new(b, LIMITS_OPEN).await;
+    let engine = match b {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    // The schema as migration 5 left it.
+    let old = tempfile::tempdir().expect("tempdir");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(engine);
+    for e in std::fs::read_dir(&src).expect("migrations") {
+        let e = e.expect("entry");
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.as_str() < "0006" {
+            std::fs::copy(e.path(), old.path().join(&name)).expect("copy migration");
+        }
+    }
+    sqlx::any::install_default_drivers();
+    if b == Backend::Sqlite {
+        std::fs::create_dir_all(env.path("var")).expect("mkdir");
+    }
+    let url = match b {
+        Backend::Sqlite => format!("{}?mode=rwc", env.absolute_url()),
+        Backend::Postgres => env.absolute_url(),
+    };
+    let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    let five = sqlx::migrate::Migrator::new(old.path())
+        .await
+        .expect("read migrations 1-5");
+    five.run(&mut c).await.expect("migrate to 5");
+    for sql in [
+        "INSERT INTO domains (id, name, created_at) VALUES (1, 'acme.example', 0)",
+        "INSERT INTO users (id, domain_id, extension, first_name, emails, source, source_id, created_at, updated_at)
+         VALUES (1, 1, '1000', 'Ada', 'ada@acme.example', 'hr-drop', 'E1', 0, 0)",
+        "INSERT INTO welcome_links (id, user_id, salt, token_hash, created_at)
+         VALUES (1, 1, 's1', 'h1', 0), (2, 1, 's2', NULL, 0)",
+        "INSERT INTO outbox (kind, link_id, message_id, status, next_attempt_at, created_at)
+         VALUES ('welcome', 1, '<m1@acme.example>', 'sent', 0, 0), ('welcome', 2, '<m2@acme.example>', 'queued', 0, 0)",
+    ] {
+        sqlx::query(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    c.close().await.ok();
+
+    let (_cfg, store) = open(&env).await;
+    store.close().await;
+    let count = |sql: &'static str| {
+        let env = &env;
+        async move { env.scalar(&format!("SELECT CAST(({sql}) AS TEXT)")).await }
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND link_id = 2").await,
+        "1"
+    );
+    assert_eq!(
+        count("SELECT token_hash FROM welcome_links WHERE id = 1").await,
+        "h1"
+    );
+    let mut c = sqlx::AnyConnection::connect(&env.absolute_url())
+        .await
+        .expect("connect");
+    if b == Backend::Sqlite {
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut c)
+            .await
+            .expect("pragma");
+    }
+    let dup = sqlx::query(
+        "INSERT INTO welcome_links (id, user_id, salt, token_hash, created_at) VALUES (10, 1, 's3', 'h1', 0)",
+    )
+    .execute(&mut c)
+    .await;
+    assert!(dup.is_err(), "a token hash must stay unique");
+    sqlx::query(
+        "INSERT INTO welcome_links (id, user_id, salt, created_at) VALUES (11, 1, 's4', 0)",
+    )
+    .execute(&mut c)
+    .await
+    .expect("links without a token hash do not collide");
+    sqlx::query("DELETE FROM users WHERE id = 1")
+        .execute(&mut c)
+        .await
+        .expect("delete user");
+    c.close().await.ok();
+    assert_eq!(count("SELECT COUNT(*) FROM welcome_links").await, "0");
+    assert_eq!(count("SELECT COUNT(*) FROM outbox").await, "0");
 }
