@@ -228,7 +228,7 @@ impl Store {
         let sql = match self.backend {
             Backend::Sqlite => format!(
                 "SELECT json_group_array(json_array({USER_ARRAY})), count(*), max(u.id) \
-                 FROM (SELECT * FROM users WHERE domain_id = $1 AND id > $2 ORDER BY id LIMIT $3) u"
+                 FROM (SELECT * FROM users WHERE +domain_id = $1 AND id > $2 ORDER BY id LIMIT $3) u"
             ),
             Backend::Postgres => format!(
                 "SELECT coalesce(json_agg(json_build_array({USER_ARRAY}) ORDER BY u.id), '[]')::text, \
