@@ -15,9 +15,10 @@
 //! a welcome link and outbox row in the same transaction (see `mail`).
 
 use crate::config::{DomainConfig, Limits};
+use crate::mapping::UserFields;
 use crate::model::{Status, UserKind};
 use crate::plan::{Action, Plan, RowRef};
-use crate::store::{self, ActionRecord, NameTable, NewDevice, NewUser, Store, StoreError};
+use crate::store::{self, ActionRecord, NameTable, NewDevice, NewUser, Sql, Store, StoreError};
 use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeSet;
@@ -49,6 +50,8 @@ pub struct ApplyOutcome {
     /// Time spent waiting on the rate limiter.
     pub throttled: Duration,
     pub chunks: u64,
+    /// Chunks whose rows were built while the chunk before was written.
+    pub built_ahead: u64,
     pub retries: u64,
     /// Stopped between chunks by a shutdown; the rest waits for the next run.
     pub interrupted: bool,
@@ -112,8 +115,17 @@ pub async fn apply_plan(
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
+    let cx = Ctx {
+        store,
+        source: &plan.source,
+        d: domain,
+        domain_id: dom.id,
+        run_id: opts.run_id,
+    };
+    let chunks: Vec<&[&Action]> = writes.chunks(chunk_size.max(1)).collect();
+    let mut prepared: Option<Prepared<'_>> = None;
     let mut revision = dom.revision;
-    for chunk in writes.chunks(chunk_size.max(1)) {
+    for (i, chunk) in chunks.iter().copied().enumerate() {
         if opts
             .stop
             .as_ref()
@@ -134,20 +146,16 @@ pub async fn apply_plan(
             let _ = l.until_n_ready(n).await;
             out.throttled += t.elapsed();
         }
+        let next = chunks.get(i + 1).copied();
+        let ahead = prepared.take();
         match with_retry(&mut out, || {
-            write_chunk(
-                store,
-                &plan.source,
-                domain,
-                dom.id,
-                revision,
-                chunk,
-                opts.run_id,
-            )
+            write_chunk(&cx, revision, chunk, ahead.as_ref(), next)
         })
         .await
         {
-            Ok(()) => {
+            Ok((p, used_ahead)) => {
+                out.built_ahead += u64::from(used_ahead);
+                prepared = p;
                 revision += 1;
                 out.applied += chunk.len() as u64;
             }
@@ -161,19 +169,11 @@ pub async fn apply_plan(
                 tracing::warn!(error = %e, users = chunk.len(), "chunk failed; applying its users one by one");
                 for one in chunk {
                     match with_retry(&mut out, || {
-                        write_chunk(
-                            store,
-                            &plan.source,
-                            domain,
-                            dom.id,
-                            revision,
-                            std::slice::from_ref(one),
-                            opts.run_id,
-                        )
+                        write_chunk(&cx, revision, std::slice::from_ref(one), None, None)
                     })
                     .await
                     {
-                        Ok(()) => {
+                        Ok(_) => {
                             revision += 1;
                             out.applied += 1;
                         }
@@ -228,10 +228,10 @@ impl From<sqlx::Error> for ChunkError {
     }
 }
 
-async fn with_retry<F, Fut>(out: &mut ApplyOutcome, mut f: F) -> Result<(), ChunkError>
+async fn with_retry<T, F, Fut>(out: &mut ApplyOutcome, mut f: F) -> Result<T, ChunkError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), ChunkError>>,
+    Fut: std::future::Future<Output = Result<T, ChunkError>>,
 {
     let mut attempt = 0;
     loop {
@@ -279,60 +279,149 @@ async fn create_names(store: &Store, domain_id: i64, writes: &[&Action]) -> Resu
     tx.commit().await.map_err(StoreError::Query)
 }
 
-async fn write_chunk(
-    store: &Store,
-    source: &str,
-    d: &DomainConfig,
+/// What every chunk of one apply shares.
+struct Ctx<'a> {
+    store: &'a Store,
+    source: &'a str,
+    d: &'a DomainConfig,
     domain_id: i64,
-    revision: i64,
-    chunk: &[&Action],
     run_id: Option<i64>,
-) -> Result<(), ChunkError> {
+}
+
+/// A person with an email gets a welcome, committed with the user.
+fn wants_welcome(f: &UserFields) -> bool {
+    !f.emails.is_empty() && f.kind == UserKind::Person
+}
+
+/// New users and welcome links in a chunk.
+fn counts(chunk: &[&Action]) -> (usize, usize) {
+    chunk.iter().fold((0, 0), |(u, l), a| match a {
+        Action::Create { fields, .. } => (u + 1, l + usize::from(wants_welcome(fields))),
+        _ => (u, l),
+    })
+}
+
+/// The rows a chunk's new users need, built for given ids: the users'
+/// INSERTs, then their welcome links, outbox rows and devices, and the
+/// chunk's "create" records. Apply builds the next chunk's while this one
+/// is in the database, with the ids it expects the next chunk to get, and
+/// uses it only if the transaction allocates exactly those.
+struct Prepared<'a> {
+    user_ids: Vec<i64>,
+    link_ids: Vec<i64>,
+    users: Vec<Sql>,
+    rows: Vec<Sql>,
+    records: Vec<ActionRecord<'a>>,
+}
+
+fn prepare<'a>(
+    cx: &Ctx<'a>,
+    chunk: &[&'a Action],
+    user_ids: Vec<i64>,
+    link_ids: Vec<i64>,
+) -> Prepared<'a> {
+    let d = cx.d;
+    let backend = cx.store.engine();
+    let mut creates = Vec::with_capacity(user_ids.len());
+    for a in chunk {
+        if let Action::Create {
+            source_id,
+            extension,
+            fields,
+            ..
+        } = a
+        {
+            let site = fields.site.as_deref().and_then(|s| d.site(s));
+            let pick = |site_v: Option<&String>, dom_v: &Option<String>| {
+                site_v.or(dom_v.as_ref()).cloned()
+            };
+            creates.push(NewUser {
+                extension: extension.as_str(),
+                fields,
+                source: cx.source,
+                source_id,
+                caller_id: fields
+                    .caller_id
+                    .as_ref()
+                    .or(site.and_then(|s| s.caller_id.as_ref()))
+                    .map(|c| c.as_str().to_string()),
+                emergency_caller_id: d
+                    .emergency_caller_id
+                    .as_ref()
+                    .map(|c| c.as_str().to_string()),
+                timezone: pick(site.and_then(|s| s.timezone.as_ref()), &d.timezone),
+                language: pick(site.and_then(|s| s.language.as_ref()), &d.language),
+                dial_permission: pick(
+                    site.and_then(|s| s.dial_permission.as_ref()),
+                    &d.dial_permission,
+                ),
+            });
+        }
+    }
+    let users = Store::insert_users(backend, cx.domain_id, &creates, &user_ids);
+    let welcome: Vec<i64> = creates
+        .iter()
+        .zip(&user_ids)
+        .filter(|(u, _)| wants_welcome(u.fields))
+        .map(|(_, id)| *id)
+        .collect();
+    let mut devices = Vec::new();
+    let mut records = Vec::with_capacity(creates.len());
+    for (u, id) in creates.iter().zip(&user_ids) {
+        records.push(ActionRecord {
+            user_id: Some(*id),
+            source_id: u.source_id,
+            action: "create",
+            detail: Some(u.extension.to_string()),
+        });
+        if let Some(t) = u.fields.device {
+            devices.push(NewDevice {
+                user_id: *id,
+                device_type: t,
+                sip_username: u.extension.to_string(),
+            });
+        }
+    }
+    let mut rows = Store::insert_welcomes(backend, &welcome, &link_ids, &d.name);
+    rows.extend(Store::insert_devices(
+        backend,
+        cx.domain_id,
+        &d.name,
+        &devices,
+    ));
+    Prepared {
+        user_ids,
+        link_ids,
+        users,
+        rows,
+        records,
+    }
+}
+
+/// Writes one chunk in one transaction. `prepared` is this chunk's rows if
+/// they were built ahead; `next` is the chunk after, whose rows are built
+/// (and returned) while this chunk's users go in.
+async fn write_chunk<'a>(
+    cx: &Ctx<'a>,
+    revision: i64,
+    chunk: &[&'a Action],
+    prepared: Option<&Prepared<'a>>,
+    next: Option<&[&'a Action]>,
+) -> Result<(Option<Prepared<'a>>, bool), ChunkError> {
+    let (store, d, domain_id) = (cx.store, cx.d, cx.domain_id);
+    let backend = store.engine();
     let mut tx = store.begin_write().await?;
     if !Store::bump_revision(&mut tx, domain_id, revision).await? {
         let found = store.find_domain(&d.name).await?.map_or(-1, |r| r.revision);
         return Err(ChunkError::Changed(found));
     }
-    let mut creates = Vec::new();
     let mut disable = Vec::new();
     let mut delete = Vec::new();
     let mut devices: Vec<NewDevice> = Vec::new();
-    let mut records: Vec<ActionRecord<'_>> = Vec::with_capacity(chunk.len());
+    let mut records: Vec<ActionRecord<'_>> = Vec::new();
     let mut first_emails: Vec<i64> = Vec::new();
     for a in chunk {
         match a {
-            Action::Create {
-                source_id,
-                extension,
-                fields,
-                ..
-            } => {
-                let site = fields.site.as_deref().and_then(|s| d.site(s));
-                let pick = |site_v: Option<&String>, dom_v: &Option<String>| {
-                    site_v.or(dom_v.as_ref()).cloned()
-                };
-                creates.push(NewUser {
-                    extension: extension.as_str(),
-                    fields,
-                    source,
-                    source_id,
-                    caller_id: fields
-                        .caller_id
-                        .as_ref()
-                        .or(site.and_then(|s| s.caller_id.as_ref()))
-                        .map(|c| c.as_str().to_string()),
-                    emergency_caller_id: d
-                        .emergency_caller_id
-                        .as_ref()
-                        .map(|c| c.as_str().to_string()),
-                    timezone: pick(site.and_then(|s| s.timezone.as_ref()), &d.timezone),
-                    language: pick(site.and_then(|s| s.language.as_ref()), &d.language),
-                    dial_permission: pick(
-                        site.and_then(|s| s.dial_permission.as_ref()),
-                        &d.dial_permission,
-                    ),
-                });
-            }
             Action::Update {
                 user_id,
                 fields,
@@ -404,45 +493,46 @@ async fn write_chunk(
                     detail: None,
                 });
             }
-            Action::Unchanged { .. } | Action::Conflict { .. } => {}
+            Action::Create { .. } | Action::Unchanged { .. } | Action::Conflict { .. } => {}
         }
     }
-    let backend = tx.backend_name().to_string();
-    let backend = backend.as_str();
-    let ids = store::allocate_ids(&mut tx, "users", creates.len()).await?;
-    let users = Store::insert_users(backend, domain_id, &creates, &ids);
-    // A person with an email gets a welcome, committed with the user.
-    let welcome: Vec<i64> = creates
-        .iter()
-        .zip(&ids)
-        .filter(|(u, _)| !u.fields.emails.is_empty() && u.fields.kind == UserKind::Person)
-        .map(|(_, id)| *id)
-        .collect();
-    let links = store::allocate_ids(&mut tx, "welcome_links", welcome.len()).await?;
-    for (u, id) in creates.iter().zip(&ids) {
-        records.push(ActionRecord {
-            user_id: Some(*id),
-            source_id: u.source_id,
-            action: "create",
-            detail: Some(u.extension.to_string()),
+    let (new_users, new_links) = counts(chunk);
+    let (user_ids, next_user) = store::allocate_ids(&mut tx, "users", new_users).await?;
+    let (link_ids, next_link) = store::allocate_ids(&mut tx, "welcome_links", new_links).await?;
+    let built;
+    let (p, used_ahead) = match prepared {
+        Some(p) if p.user_ids == user_ids && p.link_ids == link_ids => (p, true),
+        _ => {
+            built = prepare(cx, chunk, user_ids, link_ids);
+            (&built, false)
+        }
+    };
+    // While the database inserts the users: this chunk's other statements,
+    // and the next chunk's rows with the ids it should get.
+    let (more, actions, next) = store::execute_while(&mut tx, &p.users, || {
+        let more = Store::insert_devices(backend, domain_id, &d.name, &devices);
+        let actions = cx.run_id.map(|run| {
+            let mut v = Store::insert_actions(backend, run, &p.records);
+            v.extend(Store::insert_actions(backend, run, &records));
+            v
         });
-        if let Some(t) = u.fields.device {
-            devices.push(NewDevice {
-                user_id: *id,
-                device_type: t,
-                sip_username: u.extension.to_string(),
-            });
-        }
-    }
-    // The other rows are built while the database inserts the users.
-    let (rows, actions) = store::execute_while(&mut tx, &users, || {
-        let mut rows = Store::insert_welcomes(backend, &welcome, &links, &d.name);
-        rows.extend(Store::insert_devices(backend, domain_id, &d.name, &devices));
-        let actions = run_id.map(|run| Store::insert_actions(backend, run, &records));
-        (rows, actions)
+        let next = match (next, next_user, next_link) {
+            (Some(c), Some(u), Some(l)) => {
+                let (n_users, n_links) = counts(c);
+                Some(prepare(
+                    cx,
+                    c,
+                    (u..).take(n_users).collect(),
+                    (l..).take(n_links).collect(),
+                ))
+            }
+            _ => None,
+        };
+        (more, actions, next)
     })
     .await?;
-    store::execute_all(&mut tx, &rows).await?;
+    store::execute_all(&mut tx, &p.rows).await?;
+    store::execute_all(&mut tx, &more).await?;
     Store::queue_first_welcomes(&mut tx, &first_emails, &d.name).await?;
     Store::set_status(&mut tx, &disable, Status::Disabled).await?;
     Store::delete_users(&mut tx, &delete).await?;
@@ -450,5 +540,5 @@ async fn write_chunk(
         store::execute_all(&mut tx, &actions).await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok((next, used_ahead))
 }

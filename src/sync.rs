@@ -240,6 +240,12 @@ async fn execute(
         throttled_ms = outcome.throttled.as_millis() as u64,
         "run finished"
     );
+    tracing::debug!(
+        chunks = outcome.chunks,
+        built_ahead = outcome.built_ahead,
+        retries = outcome.retries,
+        "apply chunks"
+    );
     Ok(report)
 }
 

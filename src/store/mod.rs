@@ -175,29 +175,30 @@ pub struct DomainRow {
 }
 
 /// Ids for `n` new rows of `table`, taken before the rows are built so that
-/// statements referring to them (devices to users, outbox to links) can be
-/// built while the database is still inserting the rows themselves (see
-/// [`Store::execute_while`]), and so that nothing is read back with
+/// statements referring to them (devices to users, outbox to links) need no
 /// `RETURNING`: sqlx's SQLite worker hands each returned row to the async
 /// side through a 50-slot channel, and that thread ping-pong cost a 100k-user
-/// import about a second.
+/// import about a second. Also returns, on SQLite, the id the next rows will
+/// get unless another writer comes first: apply builds its next chunk with
+/// those ids while this one is in the database, and rebuilds it if wrong.
 ///
 /// SQLite: the ids after the current largest. Sound because every SQLite
 /// write transaction begins `IMMEDIATE`, so no other writer can add rows
 /// before this one commits. PostgreSQL: drawn from the table's identity
-/// sequence, as a default id would be.
+/// sequence, as a default id would be (no guess at the next ones).
 pub async fn allocate_ids(
     tx: &mut Transaction<'static, Any>,
     table: &'static str,
     n: usize,
-) -> Result<Vec<i64>, StoreError> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
+) -> Result<(Vec<i64>, Option<i64>), StoreError> {
     if tx.backend_name() == "SQLite" {
         let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {table}");
         let base: i64 = sqlx::query_scalar(&sql).fetch_one(&mut **tx).await?;
-        return Ok((base + 1..).take(n).collect());
+        let ids: Vec<i64> = (base + 1..).take(n).collect();
+        return Ok((ids, Some(base + 1 + n as i64)));
+    }
+    if n == 0 {
+        return Ok((Vec::new(), None));
     }
     let sql = format!(
         "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, $1)"
@@ -206,23 +207,41 @@ pub async fn allocate_ids(
         .bind(n as i64)
         .fetch_all(&mut **tx)
         .await?;
-    Ok(ids)
+    Ok((ids, None))
 }
 
-/// Executes the statements in order.
+/// Polls `fut` once, which hands a statement to the database, then runs
+/// `work` on this thread and finishes `fut`. On SQLite the engine runs on
+/// sqlx's worker thread, so the two overlap.
+async fn overlap<F: std::future::Future, T>(fut: F, work: impl FnOnce() -> T) -> (F::Output, T) {
+    let mut fut = std::pin::pin!(fut);
+    let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    let out = work();
+    let done = match polled {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => fut.await,
+    };
+    (done, out)
+}
+
+/// Executes the statements in order, binding each while the database runs
+/// the one before.
 pub async fn execute_all(
     tx: &mut Transaction<'static, Any>,
     statements: &[Sql],
 ) -> Result<(), StoreError> {
-    for q in statements {
-        q.build().execute(&mut **tx).await?;
+    let mut queries = statements.iter().map(Sql::build);
+    let mut next = queries.next();
+    while let Some(q) = next {
+        let (done, following) = overlap(q.execute(&mut **tx), || queries.next()).await;
+        done?;
+        next = following;
     }
     Ok(())
 }
 
 /// Executes the statements in order and runs `work` on this thread while
-/// the database executes the first: on SQLite, the engine runs on sqlx's
-/// worker thread, so building the next statements no longer waits for it.
+/// the database executes the first.
 pub async fn execute_while<T>(
     tx: &mut Transaction<'static, Any>,
     statements: &[Sql],
@@ -231,21 +250,8 @@ pub async fn execute_while<T>(
     let Some((first, rest)) = statements.split_first() else {
         return Ok(work());
     };
-    let done = {
-        let mut exec = std::pin::pin!(first.build().execute(&mut **tx));
-        // One poll hands the statement to the database; then work runs.
-        let polled = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::future::Future::poll(exec.as_mut(), cx))
-        })
-        .await;
-        let out = work();
-        match polled {
-            std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => exec.await,
-        }
-        .map(|_| out)
-    };
-    let out = done?;
+    let (done, out) = overlap(first.build().execute(&mut **tx), work).await;
+    done?;
     execute_all(tx, rest).await?;
     Ok(out)
 }

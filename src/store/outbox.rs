@@ -110,7 +110,8 @@ fn split_lines(s: &str) -> Vec<String> {
 }
 
 impl Store {
-    fn engine(&self) -> &'static str {
+    /// The engine's name as sqlx's `Any` driver reports it (see [`Sql::new`]).
+    pub fn engine(&self) -> &'static str {
         match self.backend() {
             Backend::Sqlite => "SQLite",
             Backend::Postgres => "PostgreSQL",
@@ -124,7 +125,7 @@ impl Store {
         user_ids: &[i64],
         mail_domain: &str,
     ) -> Result<(), StoreError> {
-        let link_ids = super::allocate_ids(tx, "welcome_links", user_ids.len()).await?;
+        let (link_ids, _) = super::allocate_ids(tx, "welcome_links", user_ids.len()).await?;
         let statements =
             Store::insert_welcomes(tx.backend_name(), user_ids, &link_ids, mail_domain);
         super::execute_all(tx, &statements).await
