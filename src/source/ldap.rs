@@ -211,7 +211,7 @@ async fn read_on(
         let mut g = GroupGraph::default();
         let attrs = ["member".to_string(), "uniqueMember".to_string()];
         paged(ldap, c, &c.group_base_dn, le::GROUP_FILTER, &attrs, |e| {
-            let members: Vec<String> = e.attrs.into_values().flatten().collect();
+            let members: Vec<String> = e.attrs.into_iter().flat_map(|(_, v)| v).collect();
             g.add(&e.dn, members);
         })
         .await
@@ -227,7 +227,7 @@ async fn read_on(
     if let Some(df) = &c.disabled_filter {
         let f = format!("(&{filter}{df})");
         paged(ldap, c, &c.base_dn, &f, &["1.1".to_string()], |e| {
-            disabled.insert(le::norm_dn(&e.dn));
+            disabled.insert(e.norm);
         })
         .await
         .map_err(fail("reading disabled accounts"))?;
@@ -243,8 +243,7 @@ async fn read_on(
     let mut newest: Option<(i64, String)> = None;
     let attrs = le::wanted_attrs(c);
     let entries = paged(ldap, c, &c.base_dn, &filter, &attrs, |e| {
-        let dn = le::norm_dn(&e.dn);
-        if scope.as_ref().is_some_and(|s| !s.contains(&dn)) {
+        if scope.as_ref().is_some_and(|s| !s.contains(&e.norm)) {
             return;
         }
         if !ad {
@@ -256,7 +255,7 @@ async fn read_on(
                 }
             }
         }
-        match le::to_record(c, &origin, &e, disabled.contains(&dn), graph.as_ref()) {
+        match le::to_record(c, &origin, &e, disabled.contains(&e.norm), graph.as_ref()) {
             Ok(r) => records.push(r),
             Err(err) => errors.push(err),
         }

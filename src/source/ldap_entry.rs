@@ -81,6 +81,21 @@ pub fn wanted_attrs(c: &LdapSourceConfig) -> Vec<String> {
 /// A DN folded for comparison: escapes (`\,`, `\3D`) undone, lower case,
 /// no spaces around `,` and `=`. `CN=a\2Cb, OU=X` and `cn=a\,b,ou=x` agree.
 pub fn norm_dn(dn: &str) -> String {
+    // Most DNs are printable ASCII with one `=` per RDN and nothing to
+    // unescape, trim or escape again: folding them is lower-casing them.
+    let plain = dn
+        .bytes()
+        .all(|c| c.is_ascii_graphic() && !matches!(c, b'\\' | b'+' | b'"' | b'<' | b'>' | b';'))
+        && dn
+            .split(',')
+            .all(|rdn| rdn.bytes().filter(|&c| c == b'=').count() == 1);
+    if plain {
+        return dn.to_ascii_lowercase();
+    }
+    norm_dn_escaped(dn)
+}
+
+fn norm_dn_escaped(dn: &str) -> String {
     let mut out = String::with_capacity(dn.len());
     let mut value: Vec<u8> = Vec::new();
     let mut in_value = false;
@@ -145,14 +160,15 @@ pub fn norm_dn(dn: &str) -> String {
 pub struct GroupGraph {
     /// norm(group) → norm(members)
     members: HashMap<String, Vec<String>>,
-    /// norm(member) → groups (as read) that list it directly
-    parents: HashMap<String, Vec<Arc<str>>>,
+    /// norm(member) → groups that list it directly: (as read, norm)
+    parents: HashMap<String, Vec<(Arc<str>, Arc<str>)>>,
 }
 
 impl GroupGraph {
     pub fn add(&mut self, group_dn: &str, members: impl IntoIterator<Item = String>) {
         let g = norm_dn(group_dn);
         let shown: Arc<str> = Arc::from(group_dn);
+        let norm: Arc<str> = Arc::from(g.as_str());
         for m in members {
             // uniqueMember may carry an `#'0101'B` uid suffix.
             let m = m.split_once('#').map_or(m.as_str(), |(dn, _)| dn);
@@ -160,7 +176,7 @@ impl GroupGraph {
             self.parents
                 .entry(n.clone())
                 .or_default()
-                .push(shown.clone());
+                .push((shown.clone(), norm.clone()));
             self.members.entry(g.clone()).or_default().push(n);
         }
     }
@@ -186,16 +202,16 @@ impl GroupGraph {
         out
     }
 
-    /// The groups `dn` belongs to, directly or through nesting.
-    pub fn groups_of(&self, dn: &str) -> Vec<Arc<str>> {
+    /// The groups an entry belongs to, directly or through nesting, given
+    /// its DN as `norm_dn` folds it.
+    pub fn groups_of(&self, norm: &str) -> Vec<Arc<str>> {
         let mut out: Vec<Arc<str>> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut queue = VecDeque::from([norm_dn(dn)]);
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut queue: VecDeque<&str> = VecDeque::from([norm]);
         while let Some(m) = queue.pop_front() {
-            for g in self.parents.get(&m).into_iter().flatten() {
-                let n = norm_dn(g);
-                if seen.insert(n.clone()) {
-                    out.push(g.clone());
+            for (shown, n) in self.parents.get(m).into_iter().flatten() {
+                if seen.insert(n) {
+                    out.push(shown.clone());
                     queue.push_back(n);
                 }
             }
@@ -204,17 +220,14 @@ impl GroupGraph {
     }
 }
 
-fn fold_keys<V>(m: HashMap<String, V>) -> HashMap<String, V> {
-    m.into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect()
-}
-
-/// One entry as read: attribute names folded to lower case.
+/// One entry as read. Attribute names keep the server's case and are
+/// looked up ignoring it: an entry has a dozen, a scan beats hashing.
 pub struct Entry {
     pub dn: String,
-    pub attrs: HashMap<String, Vec<String>>,
-    pub bin: HashMap<String, Vec<Vec<u8>>>,
+    /// The DN as `norm_dn` folds it.
+    pub norm: String,
+    pub attrs: Vec<(String, Vec<String>)>,
+    pub bin: Vec<(String, Vec<Vec<u8>>)>,
 }
 
 impl Entry {
@@ -224,16 +237,15 @@ impl Entry {
         bin: HashMap<String, Vec<Vec<u8>>>,
     ) -> Entry {
         Entry {
+            norm: norm_dn(&dn),
             dn,
-            attrs: fold_keys(attrs),
-            bin: fold_keys(bin),
+            attrs: attrs.into_iter().collect(),
+            bin: bin.into_iter().collect(),
         }
     }
 
     fn values(&self, attr: &str) -> &[String] {
-        self.attrs
-            .get(&attr.to_ascii_lowercase())
-            .map_or(&[], |v| v.as_slice())
+        lookup(&self.attrs, attr).map_or(&[], |v| v.as_slice())
     }
 
     fn first(&self, attrs: &[String]) -> Option<String> {
@@ -250,7 +262,7 @@ impl Entry {
     fn id(&self, attrs: &[String]) -> Option<String> {
         self.first(attrs).or_else(|| {
             attrs.iter().find_map(|a| {
-                let v = self.bin.get(&a.to_ascii_lowercase())?.first()?;
+                let v = lookup(&self.bin, a)?.first()?;
                 Some(render_binary_id(v))
             })
         })
@@ -260,6 +272,13 @@ impl Entry {
     pub fn marker(&self, profile: LdapProfile) -> Option<&str> {
         self.values(marker_attr(profile)).first().map(|s| s.trim())
     }
+}
+
+fn lookup<'e, V>(attrs: &'e [(String, V)], name: &str) -> Option<&'e V> {
+    attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
 }
 
 /// `objectGUID` (16 bytes, first three groups little-endian) as AD shows it;
@@ -330,7 +349,7 @@ pub fn to_record(
         .collect();
     if let Some(g) = graph {
         let mut have: HashSet<String> = groups.iter().map(|x| norm_dn(x)).collect();
-        for parent in g.groups_of(&e.dn) {
+        for parent in g.groups_of(&e.norm) {
             if have.insert(norm_dn(&parent)) {
                 groups.push(parent.to_string());
             }

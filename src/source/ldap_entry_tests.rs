@@ -104,7 +104,7 @@ fn nested_groups_expand_both_ways_and_survive_cycles() {
     assert!(m.contains("uid=ann,ou=people,dc=example"));
     assert!(m.contains("uid=bob,ou=people,dc=example"));
     assert_eq!(m.len(), 2);
-    let groups = g.groups_of("uid=ann,ou=people,dc=example");
+    let groups = g.groups_of(&norm_dn("uid=ann, ou=People,dc=example"));
     let names: Vec<&str> = groups.iter().map(|s| &**s).collect();
     assert_eq!(
         names,
@@ -136,7 +136,7 @@ fn ad_entry_maps_fields_disabled_bit_and_proxy_addresses() {
         ("userAccountControl", &["514"]),
         ("memberOf", &["CN=Sales,OU=Groups,DC=acme"]),
     ]);
-    e.bin.insert("objectguid".into(), vec![vec![0u8; 16]]);
+    e.bin.push(("objectGUID".into(), vec![vec![0u8; 16]]));
     let r = to_record(&c, &origin(), &e, false, None).unwrap();
     assert_eq!(r.source_id, "00000000-0000-0000-0000-000000000000");
     assert_eq!(r.last_name.as_deref(), Some("Lee"));
@@ -166,5 +166,22 @@ fn dns_compare_after_unescaping() {
         norm_dn("CN=x)(uid=*,ou=groups,DC=example")
     );
     assert_eq!(norm_dn("cn=a\\,b,dc=x"), norm_dn("cn=a\\2Cb,dc=x"));
+    // The plain-DN shortcut folds exactly as the full walk does.
+    for dn in [
+        "uid=Ann,OU=People,dc=example",
+        "CN=x)(uid=*,ou=groups,DC=example",
+        "a,b=c=d",
+        "cn=a=b,dc=x",
+        "=a",
+        "cn=,dc=x",
+        "cn=a,",
+        "cn=a\tb,dc=x",
+        "cn=Ann Lee , ou=x",
+        "cn=a+sn=b,dc=x",
+        "cn=Åsa,dc=x",
+        "cn=#41,dc=x",
+    ] {
+        assert_eq!(norm_dn(dn), norm_dn_escaped(dn), "{dn}");
+    }
     assert_ne!(norm_dn("cn=a\\,b,dc=x"), norm_dn("cn=a,cn=b,dc=x"));
 }
