@@ -300,6 +300,10 @@ impl Store {
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    // Only a new, empty database takes it (before WAL mode):
+                    // half the pages, half the WAL frames and write calls of
+                    // a bulk apply. Existing stores keep their page size.
+                    conn.execute("PRAGMA page_size = 8192").await?;
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
