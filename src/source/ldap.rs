@@ -66,13 +66,21 @@ pub async fn read_directory(
     let (c, since) = (c.clone(), since.cloned());
     let (mut tx, rx) = tokio::sync::oneshot::channel();
     let span = tracing::Span::current();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| LdapError::Reader(e.to_string()))?;
     std::thread::Builder::new()
         .name("ldap-read".into())
         .spawn(move || {
+            // Built and dropped on this thread: a runtime must not be
+            // dropped inside another one.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(LdapError::Reader(e.to_string())));
+                    return;
+                }
+            };
             let read = read_here(&c, since.as_ref()).instrument(span);
             let done = runtime.block_on(async {
                 tokio::select! {

@@ -160,8 +160,15 @@ fn norm_dn_escaped(dn: &str) -> String {
 pub struct GroupGraph {
     /// norm(group) → norm(members)
     members: HashMap<String, Vec<String>>,
-    /// norm(member) → groups that list it directly: (as read, norm)
-    parents: HashMap<String, Vec<(Arc<str>, Arc<str>)>>,
+    /// norm(member) → groups that list it directly
+    parents: HashMap<String, Vec<Parent>>,
+}
+
+/// A group that lists a member: its DN as read and as `norm_dn` folds it.
+#[derive(Debug, Clone)]
+struct Parent {
+    shown: Arc<str>,
+    norm: Arc<str>,
 }
 
 impl GroupGraph {
@@ -173,10 +180,10 @@ impl GroupGraph {
             // uniqueMember may carry an `#'0101'B` uid suffix.
             let m = m.split_once('#').map_or(m.as_str(), |(dn, _)| dn);
             let n = norm_dn(m);
-            self.parents
-                .entry(n.clone())
-                .or_default()
-                .push((shown.clone(), norm.clone()));
+            self.parents.entry(n.clone()).or_default().push(Parent {
+                shown: shown.clone(),
+                norm: norm.clone(),
+            });
             self.members.entry(g.clone()).or_default().push(n);
         }
     }
@@ -209,10 +216,10 @@ impl GroupGraph {
         let mut seen: HashSet<&str> = HashSet::new();
         let mut queue: VecDeque<&str> = VecDeque::from([norm]);
         while let Some(m) = queue.pop_front() {
-            for (shown, n) in self.parents.get(m).into_iter().flatten() {
-                if seen.insert(n) {
-                    out.push(shown.clone());
-                    queue.push_back(n);
+            for p in self.parents.get(m).into_iter().flatten() {
+                if seen.insert(&p.norm) {
+                    out.push(p.shown.clone());
+                    queue.push_back(&p.norm);
                 }
             }
         }
