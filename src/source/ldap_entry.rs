@@ -166,9 +166,9 @@ pub struct GroupGraph {
 
 /// A group that lists a member: its DN as read and as `norm_dn` folds it.
 #[derive(Debug, Clone)]
-struct Parent {
-    shown: Arc<str>,
-    norm: Arc<str>,
+pub struct Parent {
+    pub shown: Arc<str>,
+    pub norm: Arc<str>,
 }
 
 impl GroupGraph {
@@ -211,14 +211,14 @@ impl GroupGraph {
 
     /// The groups an entry belongs to, directly or through nesting, given
     /// its DN as `norm_dn` folds it.
-    pub fn groups_of(&self, norm: &str) -> Vec<Arc<str>> {
-        let mut out: Vec<Arc<str>> = Vec::new();
+    pub fn groups_of(&self, norm: &str) -> Vec<&Parent> {
+        let mut out: Vec<&Parent> = Vec::new();
         let mut seen: HashSet<&str> = HashSet::new();
         let mut queue: VecDeque<&str> = VecDeque::from([norm]);
         while let Some(m) = queue.pop_front() {
             for p in self.parents.get(m).into_iter().flatten() {
                 if seen.insert(&p.norm) {
-                    out.push(p.shown.clone());
+                    out.push(p);
                     queue.push_back(&p.norm);
                 }
             }
@@ -357,8 +357,8 @@ pub fn to_record(
     if let Some(g) = graph {
         let mut have: HashSet<String> = groups.iter().map(|x| norm_dn(x)).collect();
         for parent in g.groups_of(&e.norm) {
-            if have.insert(norm_dn(&parent)) {
-                groups.push(parent.to_string());
+            if have.insert(parent.norm.to_string()) {
+                groups.push(parent.shown.to_string());
             }
         }
     }

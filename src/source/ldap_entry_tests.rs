@@ -105,7 +105,7 @@ fn nested_groups_expand_both_ways_and_survive_cycles() {
     assert!(m.contains("uid=bob,ou=people,dc=example"));
     assert_eq!(m.len(), 2);
     let groups = g.groups_of(&norm_dn("uid=ann, ou=People,dc=example"));
-    let names: Vec<&str> = groups.iter().map(|s| &**s).collect();
+    let names: Vec<&str> = groups.iter().map(|p| &*p.shown).collect();
     assert_eq!(
         names,
         [
