@@ -160,6 +160,12 @@ async fn daemon_imports_dropped_files(backend: Backend) {
     assert_eq!(health["sources"][0]["last_run"]["outcome"], "ok");
     assert_eq!(health["outbox"]["sent"], 3, "{health}");
 
+    // The mail worker counts a pass's sends when the pass ends, after it has
+    // marked each message sent in the store (what /healthz just showed).
+    d.wait_until("the sends counted", Duration::from_secs(10), || {
+        http_get(port, "/metrics")
+            .is_some_and(|(_, m)| m.contains("pbx_onboard_mail_total{result=\"sent\"} 3"))
+    });
     let (code, metrics) = http_get(port, "/metrics").expect("metrics");
     assert_eq!(code, 200);
     assert!(
