@@ -311,6 +311,16 @@ impl Store {
                 })
             });
         }
+        // One process at a time opens a SQLite store and brings it up to
+        // date: turning a fresh file into WAL mode is a write, and two
+        // processes doing it at once can deadlock, which SQLite reports as
+        // "database is locked" without waiting. sqlx takes no lock for
+        // SQLite migrations either. Once the file is in WAL mode, later
+        // connections only read its header.
+        let guard = match &sqlite_file {
+            Some(file) => Some(lock_file_blocking(file.with_extension("migrate.lock")).await?),
+            None => None,
+        };
         let pool = opts
             .connect(&url)
             .await
@@ -318,18 +328,11 @@ impl Store {
                 url: redact_url(&cfg.url),
                 source,
             })?;
-        match (backend, &sqlite_file) {
-            (Backend::Sqlite, Some(file)) => {
-                // sqlx takes no lock for SQLite migrations: two processes
-                // opening a fresh store would both create the tables.
-                let guard = lock_file_blocking(file.with_extension("migrate.lock")).await?;
-                let done = SQLITE_MIGRATIONS.run(&pool).await;
-                drop(guard);
-                done?
-            }
-            (Backend::Sqlite, None) => SQLITE_MIGRATIONS.run(&pool).await?,
-            (Backend::Postgres, _) => POSTGRES_MIGRATIONS.run(&pool).await?,
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        drop(guard);
         let store = Store {
             pool,
             backend,

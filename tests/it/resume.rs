@@ -107,6 +107,9 @@ kind = "csv"
 domain = "beta.example"
 inbox = "var/inbox-b"
 mode = "delta"
+# Mail at the default 10 a second would add 150 s and test nothing here.
+[mail]
+messages_per_second = 0
 "#;
     let env = Env::with_extra(Backend::Sqlite, "writes_per_second = 0\nburst = 10\nchunk_size = 25\nmax_disable = 0\nmax_disable_percent = 0\nmax_billable = 1000000\n", extra).await;
     let a = env.write("a.csv", people_csv(1, 1500).as_bytes());
@@ -146,6 +149,9 @@ kind = "csv"
 domain = "acme.example"
 inbox = "var/inbox-b"
 mode = "delta"
+# Mail at the default 10 a second would add 150 s and test nothing here.
+[mail]
+messages_per_second = 0
 "#;
     let env = Env::with_extra(b, "writes_per_second = 2000\nburst = 100\nmax_disable = 0\nmax_disable_percent = 0\nmax_billable = 1000000\n", extra).await;
     let a = env.write("a.csv", people_csv(1, 1000).as_bytes());
