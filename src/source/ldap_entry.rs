@@ -265,10 +265,17 @@ impl Entry {
         })
     }
 
-    /// The stable id: text as read, or a binary GUID rendered as a GUID string.
+    /// The stable id: text as read, or a binary GUID rendered as a GUID
+    /// string. `ldap3` files a value that happens to be valid UTF-8 as text,
+    /// so a GUID attribute is rendered from its bytes wherever it landed.
     fn id(&self, attrs: &[String]) -> Option<String> {
-        self.first(attrs).or_else(|| {
-            attrs.iter().find_map(|a| {
+        attrs.iter().find_map(|a| {
+            if is_binary_id(a) {
+                let text = self.values(a).first().map(String::as_bytes);
+                let bytes = text.or_else(|| Some(lookup(&self.bin, a)?.first()?.as_slice()))?;
+                return (!bytes.is_empty()).then(|| render_binary_id(bytes));
+            }
+            self.first(std::slice::from_ref(a)).or_else(|| {
                 let v = lookup(&self.bin, a)?.first()?;
                 Some(render_binary_id(v))
             })
@@ -286,6 +293,13 @@ fn lookup<'e, V>(attrs: &'e [(String, V)], name: &str) -> Option<&'e V> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v)
+}
+
+/// Attributes that hold a GUID as 16 raw bytes.
+fn is_binary_id(attr: &str) -> bool {
+    ["objectGUID", "mS-DS-ConsistencyGuid"]
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(attr))
 }
 
 /// `objectGUID` (16 bytes, first three groups little-endian) as AD shows it;

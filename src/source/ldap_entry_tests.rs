@@ -70,6 +70,26 @@ fn object_guid_renders_like_ad() {
 }
 
 #[test]
+fn object_guid_that_is_valid_utf8_is_still_rendered_from_its_bytes() {
+    // ldap3 files any value that decodes as UTF-8 under the text attributes;
+    // a GUID with a space or tab byte must not be trimmed or kept as text.
+    let c = cfg(LdapProfile::ActiveDirectory);
+    let raw = [0x20u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0x09];
+    let text = String::from_utf8(raw.to_vec()).unwrap();
+    let e = Entry::new(
+        "CN=Bob,OU=Staff,DC=acme".into(),
+        HashMap::from([
+            ("objectGUID".to_string(), vec![text]),
+            ("mail".to_string(), vec!["bob@acme.example".to_string()]),
+        ]),
+        HashMap::new(),
+    );
+    let r = to_record(&c, &origin(), &e, false, None).unwrap();
+    assert_eq!(r.source_id, render_binary_id(&raw));
+    assert_eq!(r.source_id, "03020120-0504-0706-0809-0a0b0c0d0e09");
+}
+
+#[test]
 fn gentime_round_trip() {
     let t = parse_gentime("20261123101500Z").unwrap();
     assert_eq!(format_gentime(t), "20261123101500Z");
