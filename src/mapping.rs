@@ -36,7 +36,7 @@ impl Rule {
         let group_ok = self.group.as_deref().is_none_or(|g| {
             r.groups
                 .iter()
-                .any(|have| eq(have, g) || cn_of(have).is_some_and(|cn| eq(cn, g)))
+                .any(|have| eq(have, g) || cn_of(have).is_some_and(|cn| eq(&cn, g)))
         });
         let dept_ok = self
             .department
@@ -55,10 +55,47 @@ fn first<T>(rules: &[&Rule], f: impl Fn(&Rule) -> Option<T>) -> Option<T> {
     rules.iter().find_map(|r| f(r))
 }
 
-fn cn_of(dn: &str) -> Option<&str> {
-    let first = dn.split(',').next()?;
-    let (k, v) = first.split_once('=')?;
-    k.trim().eq_ignore_ascii_case("cn").then_some(v.trim())
+/// The CN of a DN's first RDN with its escapes undone:
+/// `CN=Smith\, J,OU=Groups` → `Smith, J`.
+fn cn_of(dn: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let (k, rest) = dn.split_once('=')?;
+    if !k.trim().eq_ignore_ascii_case("cn") {
+        return None;
+    }
+    if !rest.contains('\\') {
+        let v = rest.split([',', '+']).next().unwrap_or_default();
+        return Some(v.trim().into());
+    }
+    let b = rest.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b',' | b'+' => break,
+            b'\\' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match (hex, b.get(i + 1)) {
+                    (Some(byte), _) => {
+                        out.push(byte);
+                        i += 3;
+                    }
+                    (None, Some(&next)) => {
+                        out.push(next);
+                        i += 2;
+                    }
+                    (None, None) => break,
+                }
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).trim().to_string().into())
 }
 
 /// What the source wants a PBX user to look like.
@@ -296,6 +333,22 @@ pub fn map_all(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cn_of_undoes_escapes() {
+        use super::cn_of;
+        assert_eq!(
+            cn_of("CN=Sales,OU=Groups,DC=acme").as_deref(),
+            Some("Sales")
+        );
+        assert_eq!(
+            cn_of("cn=Smith\\, J+uid=x,ou=g").as_deref(),
+            Some("Smith, J")
+        );
+        assert_eq!(cn_of("CN=Caf\\c3\\a9,DC=x").as_deref(), Some("Café"));
+        assert_eq!(cn_of("OU=Sales,DC=acme"), None);
+        assert_eq!(cn_of("Sales"), None);
+    }
+
     use super::*;
     use crate::config::Config;
     use std::collections::HashMap;
