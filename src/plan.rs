@@ -160,6 +160,9 @@ pub struct PlanInput<'a> {
     pub specs: Vec<UserSpec>,
     pub errors: Vec<RowError>,
     pub complete: bool,
+    /// A changed-only directory read: it disables no one, not even an
+    /// account the directory marks disabled; the next full read does.
+    pub changed_only: bool,
     pub stored: &'a [StoredUser],
     pub base_revision: i64,
     pub now: i64,
@@ -281,6 +284,7 @@ pub fn make_plan(input: PlanInput<'_>) -> Plan {
     // Ids of this source's users that the read names.
     let mut seen: HashSet<i64> = HashSet::new();
     let read_anyone = !input.specs.is_empty();
+    let mut held = 0usize;
     let mut actions = Vec::with_capacity(input.specs.len());
 
     for spec in input.specs {
@@ -309,6 +313,17 @@ pub fn make_plan(input: PlanInput<'_>) -> Plan {
             let fields = || merged(&user.fields, &spec.fields);
             let ext = user.extension.clone();
             actions.push(match (spec.active, user.status) {
+                (false, Status::Active) if input.changed_only => {
+                    held += 1;
+                    Action::Unchanged {
+                        source_id: sid,
+                        at,
+                        extension: Some(ext),
+                        note: Some(
+                            "disabled in the directory; the next full read disables it".into(),
+                        ),
+                    }
+                }
                 (false, Status::Active) => Action::Disable {
                     user_id: user.id,
                     source_id: sid,
@@ -418,6 +433,11 @@ pub fn make_plan(input: PlanInput<'_>) -> Plan {
         }
     }
 
+    if held > 0 {
+        notes.push(format!(
+            "{held} accounts are disabled in the directory: a changed-only read disables no one, the next full read will"
+        ));
+    }
     let billable = count_billable(&actions, &owned);
     let active_owned = owned
         .values()

@@ -73,6 +73,7 @@ struct Case {
     name: &'static str,
     mode: SyncMode,
     complete: bool,
+    changed_only: bool,
     specs: Vec<UserSpec>,
     stored: Vec<StoredUser>,
     errors: Vec<RowError>,
@@ -90,6 +91,7 @@ fn plan_for(c: &Case, cfg: &Config) -> Plan {
         specs: c.specs.clone(),
         errors: c.errors.clone(),
         complete: c.complete,
+        changed_only: c.changed_only,
         stored: &c.stored,
         base_revision: 7,
         now: 100 * 86_400,
@@ -124,6 +126,7 @@ fn plan_table() {
             name: "new users get the lowest free numbers, skipping reserved and taken",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: vec![spec("a"), spec("b"), spec("c")],
             stored: vec![stored(1, "1001", None, "-", Active)],
             errors: vec![],
@@ -137,6 +140,7 @@ fn plan_table() {
             name: "site ranges first; requested extension honoured",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: vec![
                 with("a", |s| s.fields.site = Some("HQ".into())),
                 with("b", |s| {
@@ -151,6 +155,7 @@ fn plan_table() {
             name: "reserved or out-of-plan request falls back to allocation; letters allowed",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: vec![
                 with("a", |s| {
                     s.requested_extension = Extension::parse("1003").ok()
@@ -174,6 +179,7 @@ fn plan_table() {
             name: "requested extension held by a hand-made user is a conflict",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: vec![with("a", |s| {
                 s.requested_extension = Extension::parse("1001").ok()
             })],
@@ -185,6 +191,7 @@ fn plan_table() {
             name: "a user of another source with the same id is not taken over",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: vec![spec("a")],
             stored: vec![stored(1, "1000", Some("ldap"), "a", Active)],
             errors: vec![],
@@ -194,6 +201,7 @@ fn plan_table() {
             name: "unchanged, update, extension change conflict",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: vec![
                 spec("a"),
                 with("b", |s| s.fields.department = Some("Sales".into())),
@@ -217,6 +225,7 @@ fn plan_table() {
             name: "full mode disables the absent; refused rows are not absent",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: vec![spec("a")],
             stored: vec![
                 stored(1, "1000", hr, "a", Active),
@@ -241,6 +250,7 @@ fn plan_table() {
             name: "delta mode disables no one by absence",
             mode: SyncMode::Delta,
             complete: true,
+            changed_only: false,
             specs: vec![spec("a")],
             stored: vec![
                 stored(1, "1000", hr, "a", Active),
@@ -253,6 +263,7 @@ fn plan_table() {
             name: "an incomplete read disables no one",
             mode: SyncMode::Full,
             complete: false,
+            changed_only: false,
             specs: vec![spec("a")],
             stored: vec![
                 stored(1, "1000", hr, "a", Active),
@@ -265,6 +276,7 @@ fn plan_table() {
             name: "an empty read disables no one",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: vec![],
             stored: vec![stored(1, "1000", hr, "a", Active)],
             errors: vec![],
@@ -274,6 +286,7 @@ fn plan_table() {
             name: "leavers: disable, stay disabled, re-enable, never created",
             mode: SyncMode::Delta,
             complete: true,
+            changed_only: false,
             specs: vec![
                 with("a", |s| s.active = false),
                 with("b", |s| s.active = false),
@@ -294,9 +307,32 @@ fn plan_table() {
             ],
         },
         Case {
+            name: "a changed-only read disables no one, but re-enables and updates",
+            mode: SyncMode::Delta,
+            complete: true,
+            changed_only: true,
+            specs: vec![
+                with("a", |s| s.active = false),
+                spec("c"),
+                with("e", |s| s.fields.title = Some("Boss".into())),
+            ],
+            stored: vec![
+                stored(1, "1000", hr, "a", Active),
+                stored(3, "1002", hr, "c", Disabled),
+                stored(4, "1003", hr, "e", Active),
+            ],
+            errors: vec![],
+            want: vec![
+                ("unchanged", "a", Some("1000")),
+                ("reenable", "c", Some("1002")),
+                ("update", "e", Some("1003")),
+            ],
+        },
+        Case {
             name: "disabled long enough and absent: deleted",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: vec![spec("a")],
             stored: vec![
                 stored(1, "1000", hr, "a", Active),
@@ -312,6 +348,7 @@ fn plan_table() {
             name: "numbering plan exhausted is a conflict",
             mode: SyncMode::Full,
             complete: true,
+            changed_only: false,
             specs: (0..10)
                 .map(|i| spec(["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"][i]))
                 .collect(),
@@ -360,6 +397,7 @@ fn update_lists_field_changes() {
         name: "",
         mode: SyncMode::Full,
         complete: true,
+        changed_only: false,
         specs: vec![new],
         stored: vec![old],
         errors: vec![],
@@ -383,6 +421,7 @@ fn a_sync_never_removes_a_device() {
         name: "",
         mode: SyncMode::Full,
         complete: true,
+        changed_only: false,
         specs: vec![with("a", |s| s.fields.device = None)],
         stored: vec![old],
         errors: vec![],
@@ -400,6 +439,7 @@ fn safety_thresholds_and_billable_counts() {
         name: "",
         mode: SyncMode::Full,
         complete: true,
+        changed_only: false,
         specs: vec![spec("a")],
         stored: vec![
             stored(1, "1000", hr, "a", Status::Active),
@@ -451,6 +491,7 @@ fn safety_thresholds_and_billable_counts() {
         name: "",
         mode: SyncMode::Delta,
         complete: true,
+        changed_only: false,
         specs: mk(&["x", "y", "z"]),
         stored: vec![],
         errors: vec![],
@@ -487,6 +528,7 @@ fn plans_round_trip_through_json() {
         name: "",
         mode: SyncMode::Full,
         complete: true,
+        changed_only: false,
         specs: vec![spec("a"), with("b", |s| s.active = false)],
         stored: vec![stored(1, "1001", Some("hr"), "b", Status::Active)],
         errors: vec![],
@@ -508,6 +550,7 @@ fn a_blank_caller_id_keeps_the_site_default() {
         name: "",
         mode: SyncMode::Full,
         complete: true,
+        changed_only: false,
         specs: vec![spec("a")],
         stored: vec![old],
         errors: vec![],

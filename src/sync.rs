@@ -68,6 +68,8 @@ pub struct Read {
     pub errors: Vec<RowError>,
     /// False when part of the source could not be read: nobody is disabled.
     pub complete: bool,
+    /// A changed-only directory read (see `PlanInput::changed_only`).
+    pub changed_only: bool,
     pub files: Vec<String>,
     /// Notes for the report (e.g. how an LDAP source was read).
     pub notes: Vec<String>,
@@ -145,6 +147,7 @@ async fn plan_and_apply(
         specs,
         errors: read.errors,
         complete: read.complete,
+        changed_only: read.changed_only,
         stored: &stored,
         base_revision: dom.map_or(0, |d| d.revision),
         now: now(),
@@ -312,6 +315,7 @@ pub fn read_csv_files(
         records: Vec::new(),
         errors: Vec::new(),
         complete: true,
+        changed_only: false,
         files: Vec::new(),
         notes: Vec::new(),
     };

@@ -64,15 +64,40 @@ pub async fn sync_ldap(
         Ok(r) => r,
         Err(e) => return failed_read(store, source, l, e, opts).await,
     };
+    let last_entries = state.last_full_entries.unwrap_or(0);
+    if r.full && r.entries == 0 && last_entries > 0 {
+        // A directory that suddenly shows nobody is broken or misconfigured,
+        // not empty: the same as a failed read.
+        let e = LdapError::Empty {
+            server: r.server.clone(),
+            base: l.base_dn.clone(),
+            last: last_entries,
+        };
+        return failed_read(store, source, l, e, opts).await;
+    }
     let kind = if r.full { "full" } else { "changed-only" };
     let mut notes = vec![format!(
         "{kind} read of {} from {}: {} entries",
         l.base_dn, r.server, r.entries
     )];
+    if r.full && last_entries > 0 && (r.entries as i64) * 2 < last_entries {
+        notes.push(format!(
+            "this full read has {} entries, less than half of the last one ({last_entries}): the disable thresholds decide whether it applies",
+            r.entries
+        ));
+    }
     if !r.full {
         notes.push(
-            "a changed-only read disables no one; leavers are found by the next full read".into(),
+            "a changed-only read disables no one; leavers and disabled accounts are handled by the next full read".into(),
         );
+    }
+    // An entry without an id cannot be matched to its user, who would look
+    // absent: such a read disables no one.
+    let unidentified = r.errors.iter().filter(|e| e.source_id.is_none()).count();
+    if unidentified > 0 {
+        notes.push(format!(
+            "{unidentified} entries have no id: this read disables no one"
+        ));
     }
     let mut src = source.clone();
     if !r.full {
@@ -96,7 +121,8 @@ pub async fn sync_ldap(
     let read = Read {
         records: r.records,
         errors: r.errors,
-        complete: true,
+        complete: unidentified == 0,
+        changed_only: !r.full,
         files: vec![r.location],
         notes,
     };

@@ -479,18 +479,28 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                     SourceKind::Ldap(l) => {
                         let t = std::time::Instant::now();
                         match crate::source::ldap::read_directory(l, None).await {
-                            Ok(r) => println!(
-                                "  source {} (ldap, {}) → {}: bound to {}; {} entries match under {} ({} records, {} refused) in {:.1} s",
-                                s.name,
-                                l.profile.as_str(),
-                                s.domain,
-                                r.server,
-                                r.entries,
-                                l.base_dn,
-                                r.records.len(),
-                                r.errors.len(),
-                                t.elapsed().as_secs_f64()
-                            ),
+                            Ok(r) => {
+                                let narrowed = match &l.group {
+                                    Some(g) if r.returned != r.entries => format!(
+                                        " ({} returned, {} of them not in {g})",
+                                        r.returned,
+                                        r.returned - r.entries
+                                    ),
+                                    _ => String::new(),
+                                };
+                                println!(
+                                    "  source {} (ldap, {}) → {}: bound to {}; {} entries match under {}{narrowed} ({} records, {} refused) in {:.1} s",
+                                    s.name,
+                                    l.profile.as_str(),
+                                    s.domain,
+                                    r.server,
+                                    r.entries,
+                                    l.base_dn,
+                                    r.records.len(),
+                                    r.errors.len(),
+                                    t.elapsed().as_secs_f64()
+                                );
+                            }
                             Err(e) => {
                                 println!("  source {} (ldap) → {}: FAILED: {e}", s.name, s.domain);
                                 code = 4;

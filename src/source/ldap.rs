@@ -18,7 +18,7 @@ use tracing::Instrument;
 pub enum LdapError {
     #[error("ldap bind password: {0}")]
     Secret(String),
-    #[error("ca_file {path}: {message}")]
+    #[error("TLS trust anchors {path}: {message}")]
     CaFile { path: String, message: String },
     #[error("no directory server could be reached and bound: {}", .0.join("; "))]
     NoServer(Vec<String>),
@@ -30,6 +30,12 @@ pub enum LdapError {
     },
     #[error("{server}: the group {group} does not exist")]
     NoGroup { server: String, group: String },
+    #[error("{server}: a full read under {base} returned no entries (the last one had {last}); nothing applied, nobody disabled")]
+    Empty {
+        server: String,
+        base: String,
+        last: i64,
+    },
     #[error("cannot start the directory read: {0}")]
     Reader(String),
 }
@@ -43,8 +49,11 @@ pub struct LdapRead {
     /// Where the next changed-only read starts (AD: the server's highest
     /// committed USN before this read; OpenLDAP: the newest modifyTimestamp).
     pub marker: Option<String>,
-    /// Entries the directory returned (before group scoping, OpenLDAP).
+    /// Entries read: in the group if one is configured (records + errors).
     pub entries: usize,
+    /// Entries the directory returned; more than `entries` when the
+    /// OpenLDAP profile narrows them to the group's nested members here.
+    pub returned: usize,
     /// Where records came from, for reports: `url/base_dn`.
     pub location: String,
     /// Everyone was read (not changed-only).
@@ -107,15 +116,22 @@ async fn read_here(c: &LdapSourceConfig, since: Option<&Since>) -> Result<LdapRe
     result
 }
 
+/// The trust anchors: `ca_file`, or the system store (built here rather than
+/// by `ldap3`, so an empty or unreadable store is named as such).
 fn tls_config(c: &LdapSourceConfig) -> Result<Option<Arc<rustls::ClientConfig>>, LdapError> {
-    let Some(path) = &c.ca_file else {
+    if c.tls == LdapTls::None {
         return Ok(None);
-    };
+    }
     let err = |message: String| LdapError::CaFile {
-        path: path.display().to_string(),
+        path: c
+            .ca_file
+            .as_ref()
+            .map_or_else(|| "(system store)".to_string(), |p| p.display().to_string()),
         message,
     };
-    crate::tls::client_config(Some(path)).map(Some).map_err(err)
+    crate::tls::client_config(c.ca_file.as_deref())
+        .map(Some)
+        .map_err(err)
 }
 
 /// Tries each server in order; the first that connects, speaks TLS as
@@ -287,7 +303,7 @@ async fn read_on(
     let mut errors = Vec::new();
     let mut newest: Option<(i64, String)> = None;
     let attrs = le::wanted_attrs(c);
-    let entries = paged(ldap, c, &c.base_dn, &filter, &attrs, |e| {
+    let returned = paged(ldap, c, &c.base_dn, &filter, &attrs, |e| {
         if scope.as_ref().is_some_and(|s| !s.contains(&e.norm)) {
             return;
         }
@@ -311,11 +327,12 @@ async fn read_on(
         marker = newest.map(|(_, s)| s);
     }
     Ok(LdapRead {
+        entries: records.len() + errors.len(),
+        returned,
         records,
         errors,
         server: server.to_string(),
         marker,
-        entries,
         location,
         full: since.is_none(),
     })

@@ -26,6 +26,8 @@ timeout_seconds = 3
 [[mapping.rule]]
 group = "Sales"
 department = "Sales"
+[mail]
+messages_per_second = 0   # welcome mail at 10 a second only slows these down
 "#
     )
 }
@@ -86,6 +88,18 @@ async fn follows_the_directory(backend: Backend) {
     )
     .await;
 
+    // check-config binds and counts the group's nested members.
+    let out = env.run(&["check-config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("100 entries match under ou=people")
+            && text.contains(&format!(
+                "(120 returned, 20 of them not in cn=PBX,ou=Groups,{SUFFIX})"
+            )),
+        "{text}"
+    );
+
     // Full read: more entries than the server's size limit, nested members only.
     let (code, r) = sync(&env, &[]);
     assert_eq!(code, 0, "{r}");
@@ -107,24 +121,31 @@ async fn follows_the_directory(backend: Backend) {
     ));
     s.delete(&format!("uid=u7,ou=people,{SUFFIX}"));
 
-    // Changed-only read: applies changes and the disabled account, but a
-    // missing entry disables no one.
+    // Changed-only read: applies the change, but disables no one: neither
+    // the missing entry nor the account the directory marks disabled.
     let (code, r) = sync(&env, &[]);
     assert_eq!(code, 0, "{r}");
-    assert!(r["notes"].to_string().contains("changed-only read"), "{r}");
-    assert_eq!(r["disabled"], 1, "{r}");
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("changed-only read"), "{r}");
+    assert!(
+        notes.contains("1 accounts are disabled in the directory"),
+        "{r}"
+    );
+    assert_eq!(r["disabled"], 0, "{r}");
+    assert_eq!(r["updated"], 1, "{r}");
     let users = env.users();
     assert_eq!(by_last_name(&users, "Renamed")["status"], "active");
-    assert_eq!(by_last_name(&users, "N5")["status"], "disabled");
+    assert_eq!(by_last_name(&users, "N5")["status"], "active");
     assert_eq!(by_last_name(&users, "N7")["status"], "active");
 
-    // A forced full read finds the leaver (and the new member, which the
+    // A forced full read disables both (and finds the new member, which the
     // changed-only read may have found already).
     let (code, r) = sync(&env, &["--full"]);
     assert_eq!(code, 0, "{r}");
     assert!(r["notes"].to_string().contains("full read"), "{r}");
-    assert_eq!(r["disabled"], 1, "{r}");
+    assert_eq!(r["disabled"], 2, "{r}");
     let users = env.users();
+    assert_eq!(by_last_name(&users, "N5")["status"], "disabled");
     assert_eq!(by_last_name(&users, "N7")["status"], "disabled");
     assert_eq!(by_last_name(&users, "N110")["status"], "active");
 
@@ -145,6 +166,17 @@ async fn a_failed_read_disables_no_one(backend: Backend) {
     let (code, r) = sync(&env, &[]);
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["created"], PEOPLE, "{r}");
+
+    // A wrong bind password: refused, nothing applied.
+    env.write("ldap-password", b"not-the-password\n");
+    let (code, r) = sync(&env, &["--full"]);
+    assert_eq!(code, 4, "{r}");
+    assert!(r["errors"].to_string().contains("bind as"), "{r}");
+    assert_eq!(r["disabled"], 0, "{r}");
+    env.write(
+        "ldap-password",
+        format!("{}\n", crate::common::slapd::SVC_PW).as_bytes(),
+    );
 
     // Server frozen: the bind times out.
     let stop = |sig: &str| {
@@ -177,61 +209,92 @@ async fn a_failed_read_disables_no_one(backend: Backend) {
     assert_eq!(runs[0]["outcome"], "failed", "{runs}");
     assert!(env.users().iter().all(|u| u["status"] == "active"));
 
-    // Cut mid-read (a proxy drops the connection after a few pages).
+    // Killed mid-read: a proxy passes a few pages, then holds the rest
+    // back while slapd is killed; the sync sees the connection drop.
     s.restart();
-    let proxy = cutting_proxy(s.port, 12_000);
-    let cut = env_for(
-        backend,
-        &format!("url = \"ldap://127.0.0.1:{proxy}\"\ntls = \"none\""),
-        "",
-    )
-    .await;
-    let (code, r) = sync(&cut, &["--full"]);
-    assert_eq!(code, 4, "{r}");
+    let (proxy, stalled) = stalling_proxy(s.port, 12_000);
+    let text = std::fs::read_to_string(&env.config).expect("read config");
+    let via_proxy = text.replace(&s.url(), &format!("ldap://127.0.0.1:{proxy}"));
+    assert_ne!(via_proxy, text);
+    std::fs::write(&env.config, via_proxy).expect("write config");
+    let child = env
+        .cmd(&["sync", "--full", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sync");
+    stalled
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the sync never got a few pages in");
+    s.kill();
+    let out = child.wait_with_output().expect("wait sync");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(out.status.code(), Some(4), "{r}");
     assert!(r["errors"].to_string().contains("the search failed"), "{r}");
+    assert_eq!(r["disabled"], 0, "{r}");
+    assert!(env.users().iter().all(|u| u["status"] == "active"));
+    std::fs::write(&env.config, text).expect("write config");
 
     // Back up: the next run recovers and changes nothing.
+    s.restart();
     let (code, r) = sync(&env, &["--full"]);
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["disabled"], 0, "{r}");
     assert_eq!(r["unchanged"], PEOPLE, "{r}");
+
+    // A directory that suddenly returns nobody is a failed read.
+    for i in 0..PEOPLE {
+        s.delete(&format!("uid=u{i},ou=people,{SUFFIX}"));
+    }
+    let (code, r) = sync(&env, &["--full"]);
+    assert_eq!(code, 4, "{r}");
+    assert!(
+        r["errors"].to_string().contains("returned no entries"),
+        "{r}"
+    );
+    assert!(env.users().iter().all(|u| u["status"] == "active"));
 }
 
-/// A loopback TCP proxy to `port` that closes both sides once it has passed
-/// `limit` bytes from the server.
-fn cutting_proxy(port: u16, limit: usize) -> u16 {
+/// A loopback TCP proxy to `port` for one connection. Once it has passed
+/// `limit` bytes from the server it passes nothing more, says so on the
+/// channel, and closes the client's side when the server's side closes.
+fn stalling_proxy(port: u16, limit: usize) -> (u16, std::sync::mpsc::Receiver<()>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
     let local = listener.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for client in listener.incoming().take(4) {
-            let Ok(mut client) = client else { return };
-            let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-                return;
-            };
-            let (mut c2, mut s2) = match (client.try_clone(), server.try_clone()) {
-                (Ok(c), Ok(s)) => (c, s),
-                _ => return,
-            };
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c2, &mut s2);
-            });
-            let mut passed = 0;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = server.read(&mut buf) {
-                if n == 0 || passed >= limit {
-                    break;
-                }
-                passed += n;
-                if client.write_all(&buf[..n]).is_err() {
-                    break;
-                }
+        let Some(Ok(mut client)) = listener.incoming().next() else {
+            return;
+        };
+        let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return;
+        };
+        let (mut c2, mut s2) = match (client.try_clone(), server.try_clone()) {
+            (Ok(c), Ok(s)) => (c, s),
+            _ => return,
+        };
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c2, &mut s2);
+        });
+        let mut passed = 0;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = server.read(&mut buf) {
+            if n == 0 {
+                break;
             }
-            let _ = client.shutdown(std::net::Shutdown::Both);
-            let _ = server.shutdown(std::net::Shutdown::Both);
+            if passed >= limit {
+                let _ = tx.send(());
+                continue; // held back until the server goes away
+            }
+            passed += n;
+            if client.write_all(&buf[..n]).is_err() {
+                break;
+            }
         }
+        let _ = client.shutdown(std::net::Shutdown::Both);
     });
-    local
+    (local, rx)
 }
 
 crate::both_stores!(
@@ -307,6 +370,7 @@ async fn tls_is_verified_and_fails_closed() {
     .await;
     let (code, out) = check(&env).await;
     assert_eq!(code, 4, "{out}");
+    assert!(out.contains("connect"), "{out}");
     // Failover: a dead first server, then a good one.
     let dead = crate::common::pg::free_port();
     let env = env_for(
@@ -398,6 +462,11 @@ async fn active_directory_profile() {
     assert_eq!(a["scope"], "Call Center Agent");
     assert_eq!(a["emails"][0], "ann@acme.example");
     assert_eq!(by_last_name(&users, "Ng")["extension"], "4321");
+    // Cy's GUID bytes happen to be valid UTF-8: still rendered as a GUID.
+    assert_eq!(
+        by_last_name(&users, "Ng")["source_id"],
+        "02020202-0202-0202-0202-020202020202"
+    );
 
     // The disabled bit set on Cy: disabled on the PBX.
     s.modify(&format!(
