@@ -75,6 +75,8 @@ fn cn_of(dn: &str) -> Option<std::borrow::Cow<'_, str>> {
             b'\\' => {
                 let hex = b
                     .get(i + 1..i + 3)
+                    // from_str_radix alone would take `\+D` as 0x0D.
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match (hex, b.get(i + 1)) {
@@ -345,6 +347,7 @@ mod tests {
             Some("Smith, J")
         );
         assert_eq!(cn_of("CN=Caf\\c3\\a9,DC=x").as_deref(), Some("Café"));
+        assert_eq!(cn_of("CN=R\\+D,OU=g").as_deref(), Some("R+D"));
         assert_eq!(cn_of("OU=Sales,DC=acme"), None);
         assert_eq!(cn_of("Sales"), None);
     }

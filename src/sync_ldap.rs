@@ -2,7 +2,8 @@
 //! directory, run the pipeline, and remember where the read left off.
 //!
 //! Only a full, complete read may disable anyone: changed-only reads run as
-//! `delta`. A read that fails (no server, bind refused, a page or the group
+//! `delta` and hold back even accounts the directory marks disabled; a full
+//! read with an entry that has no id disables no one for being absent. A read that fails (no server, bind refused, a page or the group
 //! lookup failed, a timeout) is recorded as a failed run and changes nothing.
 
 use crate::config::{Config, LdapProfile, LdapSourceConfig, SourceConfig, SourceKind, SyncMode};
@@ -65,9 +66,11 @@ pub async fn sync_ldap(
         Err(e) => return failed_read(store, source, l, e, opts).await,
     };
     let last_entries = state.last_full_entries.unwrap_or(0);
-    if r.full && r.entries == 0 && last_entries > 0 {
+    if r.full && r.entries == 0 && last_entries > 0 && !opts.override_limits {
         // A directory that suddenly shows nobody is broken or misconfigured,
-        // not empty: the same as a failed read.
+        // not empty: the same as a failed read. `--override-limits` takes it
+        // (it still disables no one) so that a source really emptied, or
+        // moved to another base, can go on.
         let e = LdapError::Empty {
             server: r.server.clone(),
             base: l.base_dn.clone(),
@@ -96,7 +99,7 @@ pub async fn sync_ldap(
     let unidentified = r.errors.iter().filter(|e| e.source_id.is_none()).count();
     if unidentified > 0 {
         notes.push(format!(
-            "{unidentified} entries have no id: this read disables no one"
+            "{unidentified} entries have no id: this read disables no one for being absent"
         ));
     }
     let mut src = source.clone();

@@ -30,7 +30,7 @@ pub enum LdapError {
     },
     #[error("{server}: the group {group} does not exist")]
     NoGroup { server: String, group: String },
-    #[error("{server}: a full read under {base} returned no entries (the last one had {last}); nothing applied, nobody disabled")]
+    #[error("{server}: a full read under {base} returned no entries (the last one had {last}); nothing applied, nobody disabled; if that is right, run `sync --full --override-limits` once")]
     Empty {
         server: String,
         base: String,

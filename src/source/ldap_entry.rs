@@ -118,6 +118,8 @@ fn norm_dn_escaped(dn: &str) -> String {
         if c == b'\\' && i + 1 < b.len() {
             let hex = b
                 .get(i + 1..i + 3)
+                // from_str_radix alone would take `\+D` as 0x0D.
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok());
             match hex {

@@ -227,6 +227,16 @@ async fn a_failed_read_disables_no_one(backend: Backend) {
         .recv_timeout(std::time::Duration::from_secs(20))
         .expect("the sync never got a few pages in");
     s.kill();
+    // Bounded: the binary's own 3 s timeouts should end it long before.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut child = child;
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the sync did not end after slapd was killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let out = child.wait_with_output().expect("wait sync");
     let r: Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(out.status.code(), Some(4), "{r}");
@@ -252,6 +262,13 @@ async fn a_failed_read_disables_no_one(backend: Backend) {
         r["errors"].to_string().contains("returned no entries"),
         "{r}"
     );
+    assert!(env.users().iter().all(|u| u["status"] == "active"));
+    // Taken once on purpose: still nobody disabled, and the next read is ok.
+    let (code, r) = sync(&env, &["--full", "--override-limits"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["disabled"], 0, "{r}");
+    let (code, r) = sync(&env, &["--full"]);
+    assert_eq!(code, 0, "{r}");
     assert!(env.users().iter().all(|u| u["status"] == "active"));
 }
 
