@@ -72,25 +72,13 @@ fn cn_of(dn: &str) -> Option<std::borrow::Cow<'_, str>> {
     while let Some(&c) = b.get(i) {
         match c {
             b',' | b'+' => break,
-            b'\\' => {
-                let hex = b
-                    .get(i + 1..i + 3)
-                    // from_str_radix alone would take `\+D` as 0x0D.
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match (hex, b.get(i + 1)) {
-                    (Some(byte), _) => {
-                        out.push(byte);
-                        i += 3;
-                    }
-                    (None, Some(&next)) => {
-                        out.push(next);
-                        i += 2;
-                    }
-                    (None, None) => break,
+            b'\\' => match crate::source::ldap_entry::dn_escape(b, i) {
+                Some((byte, len)) => {
+                    out.push(byte);
+                    i += len;
                 }
-            }
+                None => break,
+            },
             _ => {
                 out.push(c);
                 i += 1;

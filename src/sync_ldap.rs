@@ -3,8 +3,9 @@
 //!
 //! Only a full, complete read may disable anyone: changed-only reads run as
 //! `delta` and hold back even accounts the directory marks disabled; a full
-//! read with an entry that has no id disables no one for being absent. A read that fails (no server, bind refused, a page or the group
-//! lookup failed, a timeout) is recorded as a failed run and changes nothing.
+//! read with an entry that has no id disables no one for being absent. A
+//! read that fails (no server, bind refused, a page or the group lookup
+//! failed, a timeout) is recorded as a failed run and changes nothing.
 
 use crate::config::{Config, LdapProfile, LdapSourceConfig, SourceConfig, SourceKind, SyncMode};
 use crate::model::RowError;

@@ -115,24 +115,12 @@ fn norm_dn_escaped(dn: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
-        if c == b'\\' && i + 1 < b.len() {
-            let hex = b
-                .get(i + 1..i + 3)
-                // from_str_radix alone would take `\+D` as 0x0D.
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            match hex {
-                Some(byte) => {
-                    value.push(byte);
-                    i += 3;
-                }
-                None => {
-                    value.push(b[i + 1]);
-                    i += 2;
-                }
+        if c == b'\\' {
+            if let Some((byte, len)) = dn_escape(b, i) {
+                value.push(byte);
+                i += len;
+                continue;
             }
-            continue;
         }
         if !in_value && c == b'=' {
             let attr = String::from_utf8_lossy(&value).trim().to_ascii_lowercase();
@@ -155,6 +143,22 @@ fn norm_dn_escaped(dn: &str) -> String {
         out.push_str(String::from_utf8_lossy(&value).trim());
     }
     out
+}
+
+/// What the DN escape starting at `b[i]` (a backslash) stands for, and how
+/// many bytes it takes: `\2C` → (`,`, 3), `\,` → (`,`, 2); `None` for a
+/// backslash at the end.
+pub fn dn_escape(b: &[u8], i: usize) -> Option<(u8, usize)> {
+    let hex = b
+        .get(i + 1..i + 3)
+        // from_str_radix alone would take `\+D` as 0x0D.
+        .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| u8::from_str_radix(h, 16).ok());
+    match hex {
+        Some(byte) => Some((byte, 3)),
+        None => b.get(i + 1).map(|&c| (c, 2)),
+    }
 }
 
 /// Group DN → member DNs (both as read), from `member` / `uniqueMember`.
