@@ -15,9 +15,8 @@
 //! a welcome link and outbox row in the same transaction (see `mail`).
 
 use crate::config::{DomainConfig, Limits};
-use crate::mapping::UserFields;
-use crate::model::{Status, UserKind};
-use crate::plan::{Action, Plan, RowRef};
+use crate::model::{Failed, Status, StopFlag, UserFields, UserKind};
+use crate::plan::{Action, ChangedField, Plan};
 use crate::store::{self, ActionRecord, NameTable, NewDevice, NewUser, Sql, Store, StoreError};
 use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -35,14 +34,6 @@ pub enum ApplyError {
     UnknownDomain { plan: String },
 }
 
-/// A write that failed for good, after isolation.
-#[derive(Debug, Clone)]
-pub struct Failed {
-    pub source_id: String,
-    pub at: Option<RowRef>,
-    pub message: String,
-}
-
 #[derive(Debug, Default)]
 pub struct ApplyOutcome {
     pub applied: u64,
@@ -56,10 +47,6 @@ pub struct ApplyOutcome {
     /// Stopped between chunks by a shutdown; the rest waits for the next run.
     pub interrupted: bool,
 }
-
-/// Set by a shutdown: apply stops before its next chunk (the one in flight
-/// commits or rolls back whole).
-pub type StopFlag = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 pub struct ApplyOptions {
     pub run_id: Option<i64>,
@@ -442,7 +429,7 @@ async fn write_chunk<'a>(
                 Store::update_user(&mut tx, *user_id, fields, activate).await?;
                 let first_email = changes
                     .iter()
-                    .any(|c| c.field == "emails" && c.from.is_none() && c.to.is_some());
+                    .any(|c| c.field == ChangedField::Emails && c.from.is_none() && c.to.is_some());
                 if first_email && fields.kind == UserKind::Person {
                     first_emails.push(*user_id);
                 }
@@ -455,7 +442,7 @@ async fn write_chunk<'a>(
                         devices.push(NewDevice {
                             user_id: *user_id,
                             device_type: t,
-                            sip_username: extension.clone(),
+                            sip_username: extension.to_string(),
                         });
                     }
                 }

@@ -14,8 +14,8 @@
 //! the old one keeps running. systemd `Type=notify` gets READY, RELOADING,
 //! STOPPING and WATCHDOG pings when `$NOTIFY_SOCKET` is set.
 
-use crate::apply::StopFlag;
-use crate::config::{Config, SourceConfig, SourceKind};
+use crate::config::{Config, Resolved, SourceConfig, SourceKind};
+use crate::model::StopFlag;
 use crate::store::{Store, StoreError};
 use crate::sync::{self, RunOptions};
 use crate::web::{self, AppState, Metrics};
@@ -42,12 +42,31 @@ pub enum DaemonError {
     },
     #[error("cannot install the {0} signal handler: {1}")]
     Signal(&'static str, #[source] std::io::Error),
-    #[error("the scheduler failed: {0}")]
-    Scheduler(String),
+    #[error("the scheduler failed")]
+    Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
-    #[error("web.password_blocklist_file {path}: {message}")]
-    Blocklist { path: PathBuf, message: String },
+    #[error("web.password_blocklist_file {}", path.display())]
+    Blocklist {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a config sent with SIGHUP is not taken.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+    #[error("web.password_blocklist_file {}", path.display())]
+    Blocklist {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How often the mail worker looks for due emails without being woken.
@@ -79,12 +98,14 @@ async fn mail_worker(
 
 /// The new config, if it loads and its mail and web parts can start (CA
 /// file, link key, blocklist): otherwise the running one is kept.
-fn reloadable(path: &Path) -> Result<Config, String> {
-    let cfg = Config::load(path).map_err(|e| e.to_string())?;
-    crate::mail::Mailer::new(&cfg.mail).map_err(|e| e.to_string())?;
+fn reloadable(path: &Path) -> Result<Config, ReloadError> {
+    let cfg = Config::load(path)?;
+    crate::mail::Mailer::new(&cfg.mail)?;
     if let Some(p) = &cfg.web.password_blocklist_file {
-        std::fs::metadata(p)
-            .map_err(|e| format!("web.password_blocklist_file {}: {e}", p.display()))?;
+        std::fs::metadata(p).map_err(|source| ReloadError::Blocklist {
+            path: p.clone(),
+            source,
+        })?;
     }
     Ok(cfg)
 }
@@ -97,9 +118,9 @@ fn welcome_app(
 ) -> Result<Arc<web::welcome::WelcomeApp>, DaemonError> {
     let extra = match &cfg.web.password_blocklist_file {
         Some(p) => Some(
-            std::fs::read_to_string(p).map_err(|e| DaemonError::Blocklist {
+            std::fs::read_to_string(p).map_err(|source| DaemonError::Blocklist {
                 path: p.clone(),
-                message: e.to_string(),
+                source,
             })?,
         ),
         None => None,
@@ -178,31 +199,21 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
         });
 
         let shared = Arc::new(cfg.clone());
-        let mut scheduler = tokio_cron_scheduler::JobScheduler::new()
-            .await
-            .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+        let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
         let mut watchers = Vec::new();
         for source in &cfg.sources {
             let (tx, rx) = mpsc::channel::<()>(8);
-            let _ = tx.try_send(()); // a first pass at start picks up leftovers
-                                     // An ldap source without a schedule syncs every 15 minutes.
-            let schedule = source.schedule.as_deref().or(match source.kind {
-                SourceKind::Ldap(_) => Some(DEFAULT_LDAP_SCHEDULE),
-                SourceKind::Csv(_) => None,
-            });
-            if let Some(expr) = schedule {
+            // A first pass at start picks up leftovers.
+            let _ = tx.try_send(());
+            if let Some(schedule) = &source.schedule {
                 let t = tx.clone();
-                let job = tokio_cron_scheduler::Job::new_async(expr, move |_, _| {
+                let job = tokio_cron_scheduler::Job::new_async(schedule.as_str(), move |_, _| {
                     let t = t.clone();
                     Box::pin(async move {
                         let _ = t.try_send(());
                     })
-                })
-                .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
-                scheduler
-                    .add(job)
-                    .await
-                    .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+                })?;
+                scheduler.add(job).await?;
             }
             if let SourceKind::Csv(csv) = &source.kind {
                 match watch_folder(&csv.inbox, tx.clone(), csv.settle) {
@@ -224,10 +235,7 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
                 metrics.clone(),
             ));
         }
-        scheduler
-            .start()
-            .await
-            .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+        scheduler.start().await?;
 
         if first {
             tracing::info!(listen = %cfg.web.listen, sources = cfg.sources.len(), "daemon started");
@@ -317,9 +325,6 @@ fn watch_folder(
     Ok(w)
 }
 
-/// When an ldap source has no `schedule`.
-pub const DEFAULT_LDAP_SCHEDULE: &str = "0 */15 * * * *";
-
 /// One source's passes, one at a time, until the daemon stops.
 async fn worker(
     cfg: Arc<Config>,
@@ -362,18 +367,18 @@ async fn pass(
     };
     // A drop-folder pass imports each settled file as its own run; a
     // directory sync is one run.
-    let (done, failed, result) = match source.kind {
-        SourceKind::Ldap(_) => (
+    let (done, failed, result) = match source.resolve() {
+        Resolved::Ldap(l) => (
             "directory sync finished",
             "directory sync failed",
-            crate::sync_ldap::sync_ldap(cfg, store, source, false, &opts)
+            sync::ldap::sync_ldap(cfg, store, l, false, &opts)
                 .await
                 .map(|r| vec![r]),
         ),
-        SourceKind::Csv(_) => (
+        Resolved::Csv(c) => (
             "drop-folder file imported",
             "drop-folder pass failed",
-            sync::process_inbox(cfg, store, source, &opts).await,
+            sync::csv::process_inbox(cfg, store, c, &opts).await,
         ),
     };
     match result {

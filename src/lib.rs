@@ -10,20 +10,23 @@
 //! Every run returns a `report::RunReport`; the CLI only renders it.
 #![forbid(unsafe_code)]
 
-pub mod apply;
-pub mod cli;
+// Pure, no I/O.
 pub mod config;
-pub mod daemon;
-pub mod mail;
+pub mod dn;
 pub mod mapping;
 pub mod model;
 pub mod numbering;
 pub mod plan;
-pub mod render;
 pub mod report;
+pub mod time;
+// I/O.
+pub mod apply;
+pub mod mail;
 pub mod source;
 pub mod store;
-pub mod sync;
-pub mod sync_ldap;
 pub mod tls;
 pub mod web;
+// Drivers.
+pub mod cli;
+pub mod daemon;
+pub mod sync;

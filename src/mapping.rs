@@ -5,87 +5,16 @@
 //! wins; otherwise the first matching rule that names the field sets it;
 //! otherwise the defaults for the user kind apply.
 
-use crate::config::DomainConfig;
+use crate::config::{DomainConfig, Rule};
 use crate::model::{
-    fold, DeviceType, Email, Extension, Field, Origin, PhoneNumber, RowError, Scope, SourceStatus,
-    StaffRecord, UserKind,
+    DeviceType, Email, Extension, Field, Origin, PhoneNumber, RowError, Scope, SourceStatus,
+    StaffRecord, UserFields, UserKind,
 };
 use serde::{Deserialize, Serialize};
-
-/// One `[[mapping.rule]]`: conditions (all given ones must match) and the
-/// values it sets.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rule {
-    pub group: Option<String>,
-    pub department: Option<String>,
-    pub title: Option<String>,
-    pub scope: Option<Scope>,
-    pub set_department: Option<String>,
-    pub site: Option<String>,
-    pub kind: Option<UserKind>,
-    pub voicemail: Option<bool>,
-    /// `Some(None)`: the rule says "no device".
-    pub device: Option<Option<DeviceType>>,
-}
-
-impl Rule {
-    /// Groups match by full name or by CN (`CN=Sales,OU=…` matches `Sales`),
-    /// case- and space-insensitively.
-    pub fn matches(&self, r: &StaffRecord) -> bool {
-        let eq = |a: &str, b: &str| fold(a) == fold(b);
-        let group_ok = self.group.as_deref().is_none_or(|g| {
-            r.groups
-                .iter()
-                .any(|have| eq(have, g) || cn_of(have).is_some_and(|cn| eq(&cn, g)))
-        });
-        let dept_ok = self
-            .department
-            .as_deref()
-            .is_none_or(|d| r.department.as_deref().is_some_and(|have| eq(have, d)));
-        let title_ok = self
-            .title
-            .as_deref()
-            .is_none_or(|t| r.title.as_deref().is_some_and(|have| eq(have, t)));
-        group_ok && dept_ok && title_ok
-    }
-}
 
 /// The first value a matching rule sets for a field.
 fn first<T>(rules: &[&Rule], f: impl Fn(&Rule) -> Option<T>) -> Option<T> {
     rules.iter().find_map(|r| f(r))
-}
-
-/// The CN of a DN's first RDN with its escapes undone:
-/// `CN=Smith\, J,OU=Groups` → `Smith, J`.
-fn cn_of(dn: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let (k, rest) = dn.split_once('=')?;
-    if !k.trim().eq_ignore_ascii_case("cn") {
-        return None;
-    }
-    if !rest.contains('\\') {
-        let v = rest.split([',', '+']).next().unwrap_or_default();
-        return Some(v.trim().into());
-    }
-    let b = rest.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b',' | b'+' => break,
-            b'\\' => match crate::source::ldap_entry::dn_escape(b, i) {
-                Some((byte, len)) => {
-                    out.push(byte);
-                    i += len;
-                }
-                None => break,
-            },
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Some(String::from_utf8_lossy(&out).trim().to_string().into())
 }
 
 /// What the source wants a PBX user to look like.
@@ -98,22 +27,6 @@ pub struct UserSpec {
     pub fields: UserFields,
     pub requested_extension: Option<Extension>,
     pub active: bool,
-}
-
-/// The fields a source controls, compared field by field by the planner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserFields {
-    pub first_name: String,
-    pub last_name: Option<String>,
-    pub emails: Vec<Email>,
-    pub department: Option<String>,
-    pub site: Option<String>,
-    pub scope: Scope,
-    pub kind: UserKind,
-    pub title: Option<String>,
-    pub caller_id: Option<PhoneNumber>,
-    pub voicemail: bool,
-    pub device: Option<DeviceType>,
 }
 
 struct Errors<'a> {
@@ -323,23 +236,6 @@ pub fn map_all(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn cn_of_undoes_escapes() {
-        use super::cn_of;
-        assert_eq!(
-            cn_of("CN=Sales,OU=Groups,DC=acme").as_deref(),
-            Some("Sales")
-        );
-        assert_eq!(
-            cn_of("cn=Smith\\, J+uid=x,ou=g").as_deref(),
-            Some("Smith, J")
-        );
-        assert_eq!(cn_of("CN=Caf\\c3\\a9,DC=x").as_deref(), Some("Café"));
-        assert_eq!(cn_of("CN=R\\+D,OU=g").as_deref(), Some("R+D"));
-        assert_eq!(cn_of("OU=Sales,DC=acme"), None);
-        assert_eq!(cn_of("Sales"), None);
-    }
-
     use super::*;
     use crate::config::Config;
     use std::collections::HashMap;

@@ -64,6 +64,12 @@ impl Extension {
         Extension(n.to_string())
     }
 
+    /// An extension as the store holds it: checked when it was written, or
+    /// set by hand in the PBX, and taken as it is either way.
+    pub fn stored(s: String) -> Self {
+        Extension(s)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -428,6 +434,74 @@ impl fmt::Display for RowError {
         }
         write!(f, ": {}", self.message)
     }
+}
+
+// ------------------------------------------------------------ shared by the stages
+
+/// Where a row came from, for the per-row result report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowRef {
+    /// Shared by every row of the file.
+    pub file: std::sync::Arc<str>,
+    pub row: Option<u64>,
+}
+
+/// The fields a source controls, compared field by field by the planner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserFields {
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub emails: Vec<Email>,
+    pub department: Option<String>,
+    pub site: Option<String>,
+    pub scope: Scope,
+    pub kind: UserKind,
+    pub title: Option<String>,
+    pub caller_id: Option<PhoneNumber>,
+    pub voicemail: bool,
+    pub device: Option<DeviceType>,
+}
+
+/// A user as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    pub id: i64,
+    pub extension: Extension,
+    pub source: Option<String>,
+    pub source_id: Option<String>,
+    pub status: Status,
+    pub disabled_at: Option<i64>,
+    pub fields: UserFields,
+}
+
+/// A write that failed for good, after isolation.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub source_id: String,
+    pub at: Option<RowRef>,
+    pub message: String,
+}
+
+/// Set by a shutdown: apply stops before its next chunk (the one in flight
+/// commits or rolls back whole).
+pub type StopFlag = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
+/// The languages with their own templates.
+pub const LANGUAGES: &[&str] = &["en", "de"];
+
+/// `de`, `de-AT`, `de_DE.UTF-8` → `de`; anything without templates → `en`.
+pub fn language(tag: Option<&str>) -> &'static str {
+    let primary = tag
+        .unwrap_or("en")
+        .split(['-', '_', '.'])
+        .next()
+        .unwrap_or("en")
+        .to_ascii_lowercase();
+    LANGUAGES
+        .iter()
+        .find(|l| **l == primary)
+        .copied()
+        .unwrap_or("en")
 }
 
 #[cfg(test)]

@@ -2,17 +2,16 @@
 //! The CLI renders it as a table or JSON and turns it into the exit code; the
 //! store keeps it as JSON in `runs.report`.
 
-use crate::apply::Failed;
-use crate::model::RowError;
-use crate::plan::{Action, Billable, Plan};
-use serde::Serialize;
+use crate::model::{Failed, RowError};
+use crate::plan::{Action, Billable, Plan, Refusal};
+use serde::{Serialize, Serializer};
 use std::collections::HashSet;
-use std::fmt::Write as _;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Everything applied (or would apply, in a dry run).
+    #[default]
     Ok,
     /// Some rows were refused or conflicted; the others applied.
     Partial,
@@ -44,17 +43,42 @@ pub struct ConflictEntry {
     pub row: Option<u64>,
 }
 
+/// What became of a file a run read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// `import FILE`: read (the file stays where it is).
+    Read,
+    /// `import FILE`: refused whole.
+    Refused,
+    /// A drop-folder file, moved to `archive/`.
+    Archived,
+    /// A drop-folder file, moved to `failed/`.
+    Failed,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Read => "read",
+            FileStatus::Refused => "refused",
+            FileStatus::Archived => "archived",
+            FileStatus::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
     pub file: String,
-    pub status: String,
+    pub status: FileStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moved_to: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_csv: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
     pub run_id: Option<i64>,
     pub source: String,
@@ -70,7 +94,9 @@ pub struct RunReport {
     pub conflicts: Vec<ConflictEntry>,
     pub errors: Vec<RowError>,
     pub billable: Billable,
-    pub refused: Option<String>,
+    /// The safety threshold that refused the run (its sentence in JSON).
+    #[serde(serialize_with = "as_sentence")]
+    pub refused: Option<Refusal>,
     pub notes: Vec<String>,
     pub files: Vec<FileReport>,
     /// A shutdown stopped the apply between chunks.
@@ -97,20 +123,9 @@ impl RunReport {
             domain: domain.to_string(),
             dry_run,
             outcome: Outcome::Failed,
-            created: 0,
-            updated: 0,
-            disabled: 0,
-            reenabled: 0,
-            unchanged: 0,
-            deleted: 0,
-            conflicts: Vec::new(),
             errors: vec![error],
-            billable: Billable::default(),
-            refused: None,
             notes,
-            files: Vec::new(),
-            interrupted: false,
-            throttled: std::time::Duration::ZERO,
+            ..Default::default()
         }
     }
 
@@ -128,21 +143,11 @@ impl RunReport {
             source: plan.source.clone(),
             domain: plan.domain.clone(),
             dry_run,
-            outcome: Outcome::Ok,
-            created: 0,
-            updated: 0,
-            disabled: 0,
-            reenabled: 0,
-            unchanged: 0,
-            deleted: 0,
-            conflicts: Vec::new(),
             errors: plan.errors.clone(),
             billable: plan.billable,
             refused: plan.refused.clone(),
             notes: plan.notes.clone(),
-            files: Vec::new(),
-            interrupted: false,
-            throttled: std::time::Duration::ZERO,
+            ..Default::default()
         };
         for a in &plan.actions {
             if let Action::Conflict {
@@ -194,35 +199,6 @@ impl RunReport {
         r
     }
 
-    /// A report for a run where no file could be read at all.
-    pub fn empty(source: &str, domain: &str, dry_run: bool, errors: Vec<RowError>) -> RunReport {
-        RunReport {
-            run_id: None,
-            source: source.into(),
-            domain: domain.into(),
-            dry_run,
-            outcome: if errors.is_empty() {
-                Outcome::Ok
-            } else {
-                Outcome::Partial
-            },
-            created: 0,
-            updated: 0,
-            disabled: 0,
-            reenabled: 0,
-            unchanged: 0,
-            deleted: 0,
-            conflicts: Vec::new(),
-            errors,
-            billable: Billable::default(),
-            refused: None,
-            notes: Vec::new(),
-            files: Vec::new(),
-            interrupted: false,
-            throttled: std::time::Duration::ZERO,
-        }
-    }
-
     /// 0 all applied; 1 some rows refused (others applied); 3 refused by a safety threshold.
     pub fn exit_code(&self) -> i32 {
         match self.outcome {
@@ -232,68 +208,24 @@ impl RunReport {
             Outcome::Failed => 4,
         }
     }
+}
 
-    pub fn render_text(&self) -> String {
-        let mut s = String::new();
-        let verb = if self.dry_run { "would be " } else { "" };
-        let run = self
-            .run_id
-            .map_or_else(|| "dry run".to_string(), |id| format!("run {id}"));
-        let _ = writeln!(
-            s,
-            "{run}: source {} → domain {}: {}",
-            self.source,
-            self.domain,
-            self.outcome.as_str()
-        );
-        for (n, what) in [
-            (self.created, "created"),
-            (self.updated, "updated"),
-            (self.reenabled, "re-enabled"),
-            (self.disabled, "disabled"),
-            (self.deleted, "deleted"),
-            (self.unchanged, "unchanged"),
-        ] {
-            let _ = writeln!(s, "  {n:>7} {verb}{what}");
-        }
-        let _ = writeln!(
-            s,
-            "  billable: {} new devices, {} new call-center seats",
-            self.billable.devices, self.billable.call_center_seats
-        );
-        if let Some(why) = &self.refused {
-            let _ = writeln!(s, "REFUSED: {why}");
-            let _ = writeln!(s, "  nothing was applied; review the plan (--dry-run) and re-run with --override-limits to accept it");
-        }
-        for f in &self.files {
-            let _ = write!(s, "  file {}: {}", f.file, f.status);
-            if let Some(m) = &f.moved_to {
-                let _ = write!(s, " → {m}");
-            }
-            if let Some(r) = &f.result_csv {
-                let _ = write!(s, " (results: {r})");
-            }
-            s.push('\n');
-        }
-        if !self.conflicts.is_empty() {
-            let _ = writeln!(s, "conflicts ({}):", self.conflicts.len());
-            for c in &self.conflicts {
-                let at = match (&c.file, c.row) {
-                    (Some(f), Some(r)) => format!("{f}, row {r}: "),
-                    _ => String::new(),
-                };
-                let _ = writeln!(s, "  {at}{}: {}", c.source_id, c.reason);
-            }
-        }
-        if !self.errors.is_empty() {
-            let _ = writeln!(s, "refused rows ({}):", self.errors.len());
-            for e in &self.errors {
-                let _ = writeln!(s, "  {e}");
-            }
-        }
-        for n in &self.notes {
-            let _ = writeln!(s, "note: {n}");
-        }
-        s
+fn as_sentence<S: Serializer>(r: &Option<Refusal>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.collect_str(r),
+        None => s.serialize_none(),
     }
+}
+
+/// The writes of a plan that took effect: none when the run did not apply,
+/// and never one that failed.
+pub fn applied_writes<'p>(
+    plan: &'p Plan,
+    applied: bool,
+    failed: &'p [Failed],
+) -> impl Iterator<Item = &'p Action> + 'p {
+    let failed: HashSet<&str> = failed.iter().map(|f| f.source_id.as_str()).collect();
+    plan.actions
+        .iter()
+        .filter(move |a| applied && a.writes() && !failed.contains(a.source_id()))
 }

@@ -1,55 +1,11 @@
 //! `mail flush`, `welcome resend`, `welcome pending`, and the delivery that
 //! `import` and `sync` do after a run.
 
-use super::{ListFormat, Usage};
+use super::args::{MailAction, WelcomeAction};
+use super::Usage;
 use crate::config::Config;
 use crate::mail::{DeliveryReport, Mailer};
 use crate::store::Store;
-use clap::Subcommand;
-
-#[derive(Debug, Subcommand)]
-pub enum MailAction {
-    /// Deliver every email that is due now, once (retries wait for their time).
-    Flush {
-        /// Also send now what waits for a retry (after fixing the mail server).
-        #[arg(long)]
-        retry_now: bool,
-        #[arg(long, value_enum, default_value_t = super::Format::Table)]
-        format: super::Format,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum WelcomeAction {
-    /// Send a new welcome link; earlier links of the user stop working.
-    Resend {
-        #[arg(long)]
-        domain: Option<String>,
-        /// The user's extension (needs --domain).
-        #[arg(
-            required_unless_present = "all_pending",
-            conflicts_with = "all_pending"
-        )]
-        extension: Option<String>,
-        /// Everyone who has not set their password and PIN and has no
-        /// welcome on its way (optionally of one --domain).
-        #[arg(long)]
-        all_pending: bool,
-        /// Queue only; `mail flush` or the daemon sends.
-        #[arg(long)]
-        no_mail: bool,
-    },
-    /// Each person's welcome: queued, sent, failed, completed, expired.
-    Pending {
-        #[arg(long)]
-        domain: Option<String>,
-        /// Also list people who completed theirs.
-        #[arg(long)]
-        all: bool,
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-        format: ListFormat,
-    },
-}
 
 /// Delivers what is due after a run; a mail problem never changes the
 /// run's exit code (the emails stay queued for the daemon or `mail flush`).
@@ -115,7 +71,7 @@ pub async fn welcome(cfg: &Config, store: &Store, action: WelcomeAction) -> anyh
             if !all {
                 states.retain(|s| s.state != "completed");
             }
-            crate::render::welcomes(&states, format)?;
+            super::render::welcomes(&states, format)?;
             Ok(0)
         }
         WelcomeAction::Resend {

@@ -5,185 +5,19 @@
 //! 2 config or usage error; 3 refused by a safety threshold; 4 the run
 //! failed (store unreachable, I/O error, store changed under a plan).
 
+mod args;
 mod mail;
+mod render;
 
-use crate::config::{Config, SourceConfig, SourceKind};
+use crate::config::{Config, CsvSource, LdapSource, Resolved, SourceConfig, SourceKind};
 use crate::report::RunReport;
 use crate::store::Store;
 use crate::sync::{self, RunOptions};
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
-pub use mail::{MailAction, WelcomeAction};
+pub use args::{
+    Cli, Command, DevicesAction, Format, ListFormat, LogFormat, MailAction, Tag, WelcomeAction,
+};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "pbx-onboard",
-    version,
-    about = "Onboard staff from CSV drops into a hosted PBX store"
-)]
-pub struct Cli {
-    /// Config file (relative paths in it resolve against its folder).
-    #[arg(
-        long,
-        global = true,
-        default_value = "config/pbx-onboard.toml",
-        env = "PBX_ONBOARD_CONFIG"
-    )]
-    pub config: PathBuf,
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListFormat {
-    Table,
-    Json,
-    Csv,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Tag {
-    New,
-    SetupRequired,
-    PasswordRequired,
-}
-
-impl Tag {
-    fn label(self) -> &'static str {
-        match self {
-            Tag::New => "New",
-            Tag::SetupRequired => "Setup Required",
-            Tag::PasswordRequired => "Password Required",
-        }
-    }
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Import CSV files (without FILE: process the source's drop folder once).
-    Import {
-        files: Vec<PathBuf>,
-        /// The csv source to import as (default: the only csv source, or the one for --domain).
-        #[arg(long)]
-        source: Option<String>,
-        #[arg(long)]
-        domain: Option<String>,
-        /// Plan and report, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Write the plan as JSON for review and `apply`.
-        #[arg(long)]
-        plan_out: Option<PathBuf>,
-        /// Apply even if a safety threshold (disables, billable) refuses the run.
-        #[arg(long)]
-        override_limits: bool,
-        /// Queue the welcome emails but do not deliver them now.
-        #[arg(long)]
-        no_mail: bool,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
-    /// Read an LDAP / AD source once and apply it (changed-only between full reads).
-    Sync {
-        /// The ldap source (default: the only ldap source).
-        #[arg(long)]
-        source: Option<String>,
-        /// Read everyone now, even if a changed-only read is due.
-        #[arg(long)]
-        full: bool,
-        /// Read and plan, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Apply even if a safety threshold (disables, billable) refuses the run.
-        #[arg(long)]
-        override_limits: bool,
-        /// Queue the welcome emails but do not deliver them now.
-        #[arg(long)]
-        no_mail: bool,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
-    /// Apply a plan written by `import --dry-run --plan-out`, exactly as reviewed.
-    Apply {
-        plan: PathBuf,
-        #[arg(long)]
-        override_limits: bool,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
-    /// List PBX users with their computed tags.
-    Users {
-        #[arg(long)]
-        domain: Option<String>,
-        #[arg(long, value_enum)]
-        tag: Option<Tag>,
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-        format: ListFormat,
-    },
-    /// List recent runs.
-    Runs {
-        #[arg(long, default_value_t = 20)]
-        limit: i64,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
-    /// List devices with their state (`registrable`: a SIP registrar reading
-    /// the `sip_subscriber` view accepts it now), or rotate a device secret.
-    #[command(args_conflicts_with_subcommands = true)]
-    Devices {
-        #[command(subcommand)]
-        action: Option<DevicesAction>,
-        #[arg(long)]
-        domain: Option<String>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
-    /// The mail outbox.
-    Mail {
-        #[command(subcommand)]
-        action: MailAction,
-    },
-    /// Welcome links: who still has to set up, and resending.
-    Welcome {
-        #[command(subcommand)]
-        action: WelcomeAction,
-    },
-    /// Run as a service: watch the drop folders, run the schedules, serve
-    /// /healthz and /metrics. SIGTERM stops, SIGHUP reloads the config.
-    Daemon,
-    /// Load and check the config, open the store, and say what is configured.
-    CheckConfig,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DevicesAction {
-    /// Give the SIP device of the user with EXTENSION a new secret and print
-    /// it once; the old secret stops registering at once.
-    RotateSecret {
-        #[arg(long)]
-        domain: String,
-        extension: String,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
-}
 
 /// Runs the CLI and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
@@ -222,13 +56,41 @@ pub async fn run(cli: Cli) -> i32 {
 #[error("{0}")]
 struct Usage(String);
 
+/// The csv source `import` runs: the one named, else the only one (of
+/// `--domain`).
+fn csv_source<'a>(
+    cfg: &'a Config,
+    name: Option<&str>,
+    domain: Option<&str>,
+) -> anyhow::Result<CsvSource<'a>> {
+    match pick_source(cfg, name, domain, "csv")?.resolve() {
+        Resolved::Csv(c) => Ok(c),
+        Resolved::Ldap(l) => Err(Usage(format!(
+            "source `{}` is an ldap source: use `sync`",
+            l.source.name
+        ))
+        .into()),
+    }
+}
+
+/// The ldap source `sync` runs: the one named, else the only one.
+fn ldap_source<'a>(cfg: &'a Config, name: Option<&str>) -> anyhow::Result<LdapSource<'a>> {
+    match pick_source(cfg, name, None, "ldap")?.resolve() {
+        Resolved::Ldap(l) => Ok(l),
+        Resolved::Csv(c) => Err(Usage(format!(
+            "source `{}` is a csv source: use `import`",
+            c.source.name
+        ))
+        .into()),
+    }
+}
+
 fn pick_source<'a>(
     cfg: &'a Config,
     name: Option<&str>,
     domain: Option<&str>,
-    ldap: bool,
+    kind: &str,
 ) -> anyhow::Result<&'a SourceConfig> {
-    let kind = if ldap { "ldap" } else { "csv" };
     if let Some(n) = name {
         return cfg.source(n).ok_or_else(|| {
             Usage(format!(
@@ -241,8 +103,8 @@ fn pick_source<'a>(
     let csv: Vec<&SourceConfig> = cfg
         .sources
         .iter()
-        .filter(|s| domain.is_none_or(|d| s.domain.eq_ignore_ascii_case(d)))
-        .filter(|s| matches!(s.kind, SourceKind::Ldap(_)) == ldap)
+        .filter(|s| domain.is_none_or(|d| s.domain.name.eq_ignore_ascii_case(d)))
+        .filter(|s| s.kind_name() == kind)
         .collect();
     match csv.as_slice() {
         [one] => Ok(one),
@@ -273,7 +135,7 @@ fn print_report(r: &RunReport, format: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string(r)?)?,
-        Format::Table => write!(out, "{}", r.render_text())?,
+        Format::Table => write!(out, "{}", render::run_report(r))?,
     }
     Ok(())
 }
@@ -291,7 +153,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             no_mail,
             format,
         } => {
-            let src = pick_source(cfg, source.as_deref(), domain.as_deref(), false)?;
+            let src = csv_source(cfg, source.as_deref(), domain.as_deref())?;
             let store = open_store(cfg).await?;
             let opts = RunOptions {
                 dry_run,
@@ -304,9 +166,9 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 if opts.plan_out.is_some() {
                     return Err(Usage("--plan-out needs the FILEs to plan".into()).into());
                 }
-                sync::process_inbox(cfg, &store, src, &opts).await?
+                sync::csv::process_inbox(cfg, &store, src, &opts).await?
             } else {
-                vec![sync::import_files(cfg, &store, src, &files, &opts).await?]
+                vec![sync::csv::import_files(cfg, &store, src, &files, &opts).await?]
             };
             if !dry_run && !no_mail {
                 mail::deliver_after_run(cfg, &store).await;
@@ -330,14 +192,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             no_mail,
             format,
         } => {
-            let src = pick_source(cfg, source.as_deref(), None, true)?;
-            if !matches!(src.kind, SourceKind::Ldap(_)) {
-                return Err(Usage(format!(
-                    "source `{}` is a csv source: use `import`",
-                    src.name
-                ))
-                .into());
-            }
+            let src = ldap_source(cfg, source.as_deref())?;
             let store = open_store(cfg).await?;
             let opts = RunOptions {
                 dry_run,
@@ -346,7 +201,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 plan_out: None,
                 stop: None,
             };
-            let r = crate::sync_ldap::sync_ldap(cfg, &store, src, full, &opts).await?;
+            let r = sync::ldap::sync_ldap(cfg, &store, src, full, &opts).await?;
             if !dry_run && !no_mail {
                 mail::deliver_after_run(cfg, &store).await;
             }
@@ -384,14 +239,14 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             if let Some(t) = tag {
                 users.retain(|u| u.tags.contains(&t.label()));
             }
-            crate::render::users(&users, format)?;
+            render::users(&users, format)?;
             Ok(0)
         }
         Command::Runs { limit, format } => {
             let store = open_store(cfg).await?;
             let runs = store.list_runs(limit.clamp(1, 10_000)).await?;
             store.close().await;
-            crate::render::runs(&runs, format)?;
+            render::runs(&runs, format)?;
             Ok(0)
         }
         Command::Devices {
@@ -402,7 +257,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             let store = open_store(cfg).await?;
             let devices = store.list_devices(domain.as_deref()).await?;
             store.close().await;
-            crate::render::devices(&devices, format)?;
+            render::devices(&devices, format)?;
             Ok(0)
         }
         Command::Devices {
@@ -424,7 +279,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                         extension = %r.extension,
                         "device secret rotated"
                     );
-                    crate::render::rotated(&r, format)?;
+                    render::rotated(&r, format)?;
                     Ok(0)
                 }
                 None => Err(Usage(format!(
@@ -473,7 +328,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                         "  source {} (csv, {:?} mode) → {}: inbox {}",
                         s.name,
                         s.mode,
-                        s.domain,
+                        s.domain.name,
                         c.inbox.display()
                     ),
                     SourceKind::Ldap(l) => {
@@ -492,7 +347,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                                     "  source {} (ldap, {}) → {}: bound to {}; {} entries match under {}{narrowed} ({} records, {} refused) in {:.1} s",
                                     s.name,
                                     l.profile.as_str(),
-                                    s.domain,
+                                    s.domain.name,
                                     r.server,
                                     r.entries,
                                     l.base_dn,
@@ -502,7 +357,10 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                                 );
                             }
                             Err(e) => {
-                                println!("  source {} (ldap) → {}: FAILED: {e}", s.name, s.domain);
+                                println!(
+                                    "  source {} (ldap) → {}: FAILED: {e}",
+                                    s.name, s.domain.name
+                                );
                                 code = 4;
                             }
                         }

@@ -1,7 +1,9 @@
 //! `kind = "ldap"` sources: checking the `[[source]]` keys that describe a
 //! directory (servers, TLS, bind, what to read and how to read it).
 
-use super::{Checker, ConfigError, RawSource};
+use super::check::Checker;
+use super::raw::RawSource;
+use super::ConfigError;
 use crate::model::Field;
 use std::collections::HashMap;
 use std::path::PathBuf;

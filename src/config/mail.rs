@@ -1,8 +1,9 @@
 //! `[mail]` and `[web]`: how welcome emails and admin reports leave, and
 //! the rules of the page where users set their password and PIN.
 
+use super::check::Checker;
 use super::ldap::{parse_duration, Secret};
-use super::{Checker, ConfigError};
+use super::ConfigError;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;

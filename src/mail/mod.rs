@@ -15,9 +15,10 @@ pub mod render;
 pub mod smtp;
 pub mod token;
 
-use crate::apply::StopFlag;
 use crate::config::{MailConfig, MailTransport};
-use crate::store::{now, Mark, OutboxItem, Payload, Store, StoreError, WelcomeItem};
+use crate::model::StopFlag;
+use crate::store::{Mark, OutboxItem, Payload, Store, StoreError, WelcomeItem};
+use crate::time::now;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::message::{Mailbox, Message, MultiPart};
 use render::{Rendered, WelcomeView};
@@ -253,7 +254,7 @@ impl Mailer {
             voicemail: w.voicemail,
             device: w.device.clone().unwrap_or_default(),
             link: self.link(token),
-            expires: crate::source::ldap_entry::format_utc(expires),
+            expires: crate::time::format_utc(expires),
             from_name: self
                 .cfg
                 .from
@@ -261,7 +262,7 @@ impl Mailer {
                 .clone()
                 .unwrap_or_else(|| "PBX Onboarding".into()),
         };
-        let lang = render::language(w.language.as_deref());
+        let lang = crate::model::language(w.language.as_deref());
         let rendered = render::welcome(&view, lang).map_err(|e| format!("template: {e}"))?;
         let name = match &w.last_name {
             Some(l) => format!("{} {l}", w.first_name),
@@ -382,13 +383,13 @@ async fn write_eml(dir: &Path, id: i64, bytes: &[u8]) -> std::io::Result<()> {
 const REPORT_LINES: usize = 200;
 
 /// Queues the admin report of a run to `mail.admin_report_to`, when it is
-/// set and the run changed or refused something. Never fails the run.
+/// set and the run changed or refused something; `applied` are the writes
+/// that took effect (`report::applied_writes`). Never fails the run.
 pub async fn queue_admin_report(
     cfg: &MailConfig,
     store: &Store,
     report: &crate::report::RunReport,
-    plan: &crate::plan::Plan,
-    failed: &[crate::apply::Failed],
+    applied: &[&crate::plan::Action],
 ) {
     use crate::plan::Action;
     if cfg.admin_report_to.is_empty() {
@@ -400,18 +401,12 @@ pub async fn queue_admin_report(
     if quiet {
         return;
     }
-    let applied = report.refused.is_none() || report.disabled > 0 || report.created > 0;
-    let failed: std::collections::HashSet<&str> =
-        failed.iter().map(|f| f.source_id.as_str()).collect();
     let (mut created, mut disabled) = (Vec::new(), Vec::new());
-    for a in &plan.actions {
+    for a in applied {
         match a {
             Action::Create {
-                source_id,
-                extension,
-                fields,
-                ..
-            } if applied && !failed.contains(source_id.as_str()) => {
+                extension, fields, ..
+            } => {
                 created.push(format!(
                     "{} {} {}",
                     extension.as_str(),
@@ -423,7 +418,7 @@ pub async fn queue_admin_report(
                 source_id,
                 extension,
                 ..
-            } if applied && !failed.contains(source_id.as_str()) => {
+            } => {
                 disabled.push(format!("{extension} ({source_id})"));
             }
             _ => {}

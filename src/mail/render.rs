@@ -2,6 +2,7 @@
 //! pair per language, English when the user's language has none) and the
 //! admin run report.
 
+use crate::model::language;
 use crate::report::RunReport;
 use askama::Template;
 
@@ -41,24 +42,6 @@ struct WelcomeDeText<'a> {
 #[template(path = "mail/welcome.de.html")]
 struct WelcomeDeHtml<'a> {
     w: &'a WelcomeView,
-}
-
-/// The languages with their own templates.
-pub const LANGUAGES: &[&str] = &["en", "de"];
-
-/// `de`, `de-AT`, `de_DE.UTF-8` → `de`; anything without templates → `en`.
-pub fn language(tag: Option<&str>) -> &'static str {
-    let primary = tag
-        .unwrap_or("en")
-        .split(['-', '_', '.'])
-        .next()
-        .unwrap_or("en")
-        .to_ascii_lowercase();
-    LANGUAGES
-        .iter()
-        .find(|l| **l == primary)
-        .copied()
-        .unwrap_or("en")
 }
 
 /// A rendered email: subject, plain text, HTML.

@@ -8,7 +8,7 @@
 //! runs them as formulas.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
 pub struct Inbox {
@@ -24,9 +24,10 @@ pub struct Claimed {
     pub original_name: String,
 }
 
+/// Where a finished file goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Archived,
+pub enum Destination {
+    Archive,
     Failed,
 }
 
@@ -141,17 +142,6 @@ impl Inbox {
         Ok(ib)
     }
 
-    /// Files ready to claim: CSV-like names, no temporary names, and size and
-    /// modification time unchanged across `settle`. Sorted by name. Blocks for
-    /// `settle`; async callers use [`Inbox::snapshot`] and [`Snapshot::settled`].
-    pub fn ready_files(&self, settle: Duration) -> std::io::Result<Vec<PathBuf>> {
-        let snap = self.snapshot()?;
-        if !snap.is_empty() {
-            std::thread::sleep(settle);
-        }
-        Ok(snap.settled())
-    }
-
     /// The candidate files now, with their size and modification time.
     pub fn snapshot(&self) -> std::io::Result<Snapshot> {
         let mut files = Vec::new();
@@ -204,12 +194,12 @@ impl Claimed {
     pub fn finish(
         self,
         inbox: &Inbox,
-        outcome: Outcome,
+        to: Destination,
         report: &ResultReport,
     ) -> std::io::Result<(PathBuf, PathBuf)> {
-        let dir = match outcome {
-            Outcome::Archived => &inbox.archive,
-            Outcome::Failed => &inbox.failed,
+        let dir = match to {
+            Destination::Archive => &inbox.archive,
+            Destination::Failed => &inbox.failed,
         };
         let name = self.path.file_name().map_or_else(
             || self.original_name.clone(),
@@ -293,12 +283,12 @@ mod tests {
         }
         let growing = ib.root_inbox.join("growing.csv");
         let writer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(std::time::Duration::from_millis(100));
             std::fs::write(growing, "xxxxxxxx").ok();
         });
-        let ready = ib
-            .ready_files(Duration::from_millis(300))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let snap = ib.snapshot().unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let ready = snap.settled();
         writer.join().ok();
         let names: Vec<String> = ready
             .iter()
@@ -340,7 +330,7 @@ mod tests {
             file_message: None,
         };
         let (moved, result) = c
-            .finish(&ib, Outcome::Archived, &report)
+            .finish(&ib, Destination::Archive, &report)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(moved.starts_with(&ib.archive) && moved.exists());
         let bytes = std::fs::read(&result).unwrap_or_default();

@@ -309,7 +309,7 @@ async fn read_on(
         }
         if !ad {
             if let Some(m) = e.marker(c.profile) {
-                if let Some(t) = le::parse_gentime(m) {
+                if let Some(t) = crate::time::parse_gentime(m) {
                     if newest.as_ref().is_none_or(|(n, _)| t > *n) {
                         newest = Some((t, m.to_string()));
                     }

@@ -3,6 +3,7 @@
 //! nested group expansion, and the change markers of incremental reads.
 
 use crate::config::{LdapProfile, LdapSourceConfig};
+use crate::dn::norm_dn;
 use crate::model::{Field, Origin, RowError, SourceStatus, StaffRecord};
 use ldap3::ldap_escape;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -76,89 +77,6 @@ pub fn wanted_attrs(c: &LdapSourceConfig) -> Vec<String> {
         out.push("userAccountControl".into());
     }
     out
-}
-
-/// A DN folded for comparison: escapes (`\,`, `\3D`) undone, lower case,
-/// no spaces around `,` and `=`. `CN=a\2Cb, OU=X` and `cn=a\,b,ou=x` agree.
-pub fn norm_dn(dn: &str) -> String {
-    // Most DNs are printable ASCII with one `=` per RDN and nothing to
-    // unescape, trim or escape again: folding them is lower-casing them.
-    let plain = dn
-        .bytes()
-        .all(|c| c.is_ascii_graphic() && !matches!(c, b'\\' | b'+' | b'"' | b'<' | b'>' | b';'))
-        && dn
-            .split(',')
-            .all(|rdn| rdn.bytes().filter(|&c| c == b'=').count() == 1);
-    if plain {
-        return dn.to_ascii_lowercase();
-    }
-    norm_dn_escaped(dn)
-}
-
-fn norm_dn_escaped(dn: &str) -> String {
-    let mut out = String::with_capacity(dn.len());
-    let mut value: Vec<u8> = Vec::new();
-    let mut in_value = false;
-    let flush = |out: &mut String, value: &mut Vec<u8>| {
-        let v = String::from_utf8_lossy(value);
-        let v = v.trim();
-        // A value that needs it is escaped again, the same way every time.
-        for c in v.chars().flat_map(char::to_lowercase) {
-            if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        value.clear();
-    };
-    let b = dn.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'\\' {
-            if let Some((byte, len)) = dn_escape(b, i) {
-                value.push(byte);
-                i += len;
-                continue;
-            }
-        }
-        if !in_value && c == b'=' {
-            let attr = String::from_utf8_lossy(&value).trim().to_ascii_lowercase();
-            out.push_str(&attr);
-            out.push('=');
-            value.clear();
-            in_value = true;
-        } else if c == b',' && in_value {
-            flush(&mut out, &mut value);
-            out.push(',');
-            in_value = false;
-        } else {
-            value.push(c);
-        }
-        i += 1;
-    }
-    if in_value {
-        flush(&mut out, &mut value);
-    } else {
-        out.push_str(String::from_utf8_lossy(&value).trim());
-    }
-    out
-}
-
-/// What the DN escape starting at `b[i]` (a backslash) stands for, and how
-/// many bytes it takes: `\2C` → (`,`, 3), `\,` → (`,`, 2); `None` for a
-/// backslash at the end.
-pub fn dn_escape(b: &[u8], i: usize) -> Option<(u8, usize)> {
-    let hex = b
-        .get(i + 1..i + 3)
-        // from_str_radix alone would take `\+D` as 0x0D.
-        .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .and_then(|h| u8::from_str_radix(h, 16).ok());
-    match hex {
-        Some(byte) => Some((byte, 3)),
-        None => b.get(i + 1).map(|&c| (c, 2)),
-    }
 }
 
 /// Group DN → member DNs (both as read), from `member` / `uniqueMember`.
@@ -425,68 +343,6 @@ pub fn columns(c: &LdapSourceConfig) -> HashMap<Field, String> {
         .iter()
         .filter_map(|f| c.attributes.get(*f).first().map(|a| (*f, a.clone())))
         .collect()
-}
-
-// ------------------------------------------------------------ generalized time
-
-/// `YYYYMMDDHHMMSS[.fff]Z` → seconds since 1970.
-pub fn parse_gentime(s: &str) -> Option<i64> {
-    let s = s.trim().strip_suffix('Z')?;
-    let digits = s.split('.').next()?;
-    if digits.len() != 14 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| digits[r].parse::<i64>().ok();
-    let (y, mo, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
-    let (h, mi, sec) = (n(8..10)?, n(10..12)?, n(12..14)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec)
-}
-
-pub fn format_gentime(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// `2026-11-30 09:15 UTC`, for people (emails, reports).
-pub fn format_utc(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60
-    )
-}
-
-// Howard Hinnant's civil-calendar algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

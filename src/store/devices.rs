@@ -2,7 +2,8 @@
 //! `sip_subscriber` view, the `devices` listing and secret rotation.
 
 use super::users::new_secret;
-use super::{now, Store, StoreError};
+use super::{Store, StoreError};
+use crate::time::now;
 use md5::{Digest, Md5};
 use serde::Serialize;
 use sqlx::Row;

@@ -23,12 +23,13 @@ pub use sql::Sql;
 pub use devices::{digest_hashes, DeviceView, Rotated};
 pub use outbox::{LinkView, Mark, OutboxItem, Payload, ReportItem, WelcomeItem, WelcomeState};
 pub use runs::{ActionRecord, RunRow};
-pub use users::{NewDevice, NewUser, StoredUser, UserView};
+pub use users::{NewDevice, NewUser, UserView};
 
 use crate::config::{DomainConfig, StoreConfig};
+use crate::time::now;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -254,12 +255,6 @@ pub async fn execute_while<T>(
     done?;
     execute_all(tx, rest).await?;
     Ok(out)
-}
-
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

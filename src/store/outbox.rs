@@ -5,7 +5,8 @@
 //! row at once), arms each link with its token hash before sending, and marks
 //! rows sent, retried or failed afterwards.
 
-use super::{now, Backend, Sql, Store, StoreError};
+use super::{Backend, Sql, Store, StoreError};
+use crate::time::now;
 use sqlx::{Any, Row, Transaction};
 
 /// A welcome to render and send, with the user as they are now.

@@ -1,8 +1,9 @@
 //! Run history: one row per applied run with its counts and JSON report, and
 //! one row per action taken, written in the same transaction as the action.
 
-use super::{now, Sql, Store, StoreError};
+use super::{Sql, Store, StoreError};
 use crate::report::RunReport;
+use crate::time::now;
 use serde::Serialize;
 use sqlx::Row;
 

@@ -1,25 +1,15 @@
 //! User and device queries: the set-based writes apply uses (multi-row
 //! INSERT, one UPDATE per changed user) and the reads the planner and the CLI use.
 
-use super::{now, Backend, Sql, Store, StoreError};
-use crate::mapping::UserFields;
-use crate::model::{DeviceType, Email, PhoneNumber, Scope, Status, UserKind};
+use super::{Backend, Sql, Store, StoreError};
+use crate::model::{
+    DeviceType, Email, Extension, PhoneNumber, Scope, Status, StoredUser, UserFields, UserKind,
+};
+use crate::time::now;
 use rand::RngCore;
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 use std::collections::HashMap;
-
-/// A user as the planner sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredUser {
-    pub id: i64,
-    pub extension: String,
-    pub source: Option<String>,
-    pub source_id: Option<String>,
-    pub status: Status,
-    pub disabled_at: Option<i64>,
-    pub fields: UserFields,
-}
 
 /// A user to insert; defaults (site, then domain) already resolved.
 #[derive(Debug, Clone)]
@@ -185,7 +175,7 @@ fn stored_user(r: UserRow, devices: &HashMap<i64, DeviceType>) -> Result<StoredU
     ) = r;
     Ok(StoredUser {
         id,
-        extension,
+        extension: Extension::stored(extension),
         source,
         source_id,
         status: Status::parse(&status).map_err(|e| corrupt("users.status", e))?,

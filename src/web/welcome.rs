@@ -10,7 +10,8 @@
 
 use super::policy::{hash_secret, Owner, Policy};
 use crate::mail::token::{plausible_token, token_hash, LinkKey};
-use crate::store::{now, LinkView, Store};
+use crate::store::{LinkView, Store};
+use crate::time::now;
 use askama::Template;
 use axum::extract::{ConnectInfo, Form, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -236,7 +237,7 @@ const DE: Words = Words {
 };
 
 fn words(lang: &str) -> &'static Words {
-    match crate::mail::render::language(Some(lang)) {
+    match crate::model::language(Some(lang)) {
         "de" => &DE,
         _ => &EN,
     }
@@ -254,7 +255,7 @@ fn browser_words(headers: &HeaderMap) -> &'static Words {
         .filter_map(|t| {
             let tag = t.split(';').next()?.trim();
             let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
-            crate::mail::render::LANGUAGES
+            crate::model::LANGUAGES
                 .iter()
                 .find(|l| **l == primary)
                 .copied()
@@ -372,7 +373,7 @@ fn form_page(
         pin_error: errors.pin,
         pin_confirm_error: errors.pin_confirm,
     };
-    let lang = crate::mail::render::language(link.language.as_deref());
+    let lang = crate::model::language(link.language.as_deref());
     let page = match lang {
         "de" => html(FormDe { lang, f }),
         _ => html(FormEn { lang, f }),

@@ -60,7 +60,7 @@ fn spec(id: &str) -> UserSpec {
 fn stored(id: i64, ext: &str, source: Option<&str>, sid: &str, status: Status) -> StoredUser {
     StoredUser {
         id,
-        extension: ext.into(),
+        extension: Extension::stored(ext.into()),
         source: source.map(str::to_string),
         source_id: source.map(|_| sid.to_string()),
         status,
@@ -105,8 +105,8 @@ fn ext_of(a: &Action) -> Option<String> {
         Action::Update { extension, .. }
         | Action::Reenable { extension, .. }
         | Action::Disable { extension, .. }
-        | Action::Delete { extension, .. } => Some(extension.clone()),
-        Action::Unchanged { extension, .. } => extension.clone(),
+        | Action::Delete { extension, .. } => Some(extension.to_string()),
+        Action::Unchanged { extension, .. } => extension.as_ref().map(ToString::to_string),
         Action::Conflict { .. } => None,
     }
 }
@@ -452,10 +452,7 @@ fn safety_thresholds_and_billable_counts() {
     };
     let p = plan_for(&c, &cfg);
     assert!(
-        p.refused
-            .as_deref()
-            .unwrap_or_default()
-            .contains("max_disable ="),
+        matches!(p.refused, Some(Refusal::MaxDisable { .. })),
         "{:?}",
         p.refused
     );
@@ -467,10 +464,7 @@ fn safety_thresholds_and_billable_counts() {
     };
     let p = plan_for(&c, &cfg);
     assert!(
-        p.refused
-            .as_deref()
-            .unwrap_or_default()
-            .contains("max_disable_percent"),
+        matches!(p.refused, Some(Refusal::MaxDisablePercent { .. })),
         "{:?}",
         p.refused
     );
@@ -512,10 +506,7 @@ fn safety_thresholds_and_billable_counts() {
     };
     let p = plan_for(&c, &cfg);
     assert!(
-        p.refused
-            .as_deref()
-            .unwrap_or_default()
-            .contains("max_billable"),
+        matches!(p.refused, Some(Refusal::MaxBillable { .. })),
         "{:?}",
         p.refused
     );

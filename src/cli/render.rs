@@ -1,9 +1,11 @@
-//! Renders listings for the CLI: aligned tables, JSON arrays, and CSV whose
-//! cells cannot run as spreadsheet formulas.
+//! What the CLI prints: run reports as text, listings as aligned tables,
+//! JSON arrays, and CSV whose cells cannot run as spreadsheet formulas.
 
-use crate::cli::{Format, ListFormat};
+use super::args::{Format, ListFormat};
+use crate::report::RunReport;
 use crate::source::inbox::safe_cell;
 use crate::store::{DeviceView, Rotated, RunRow, UserView, WelcomeState};
+use std::fmt::Write as _;
 use std::io::Write;
 
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -239,4 +241,69 @@ pub fn rotated(r: &Rotated, format: Format) -> anyhow::Result<()> {
         )?,
     }
     Ok(())
+}
+
+/// A run report as the terminal shows it.
+pub fn run_report(r: &RunReport) -> String {
+    let mut s = String::new();
+    let verb = if r.dry_run { "would be " } else { "" };
+    let run = r
+        .run_id
+        .map_or_else(|| "dry run".to_string(), |id| format!("run {id}"));
+    let _ = writeln!(
+        s,
+        "{run}: source {} → domain {}: {}",
+        r.source,
+        r.domain,
+        r.outcome.as_str()
+    );
+    for (n, what) in [
+        (r.created, "created"),
+        (r.updated, "updated"),
+        (r.reenabled, "re-enabled"),
+        (r.disabled, "disabled"),
+        (r.deleted, "deleted"),
+        (r.unchanged, "unchanged"),
+    ] {
+        let _ = writeln!(s, "  {n:>7} {verb}{what}");
+    }
+    let _ = writeln!(
+        s,
+        "  billable: {} new devices, {} new call-center seats",
+        r.billable.devices, r.billable.call_center_seats
+    );
+    if let Some(why) = &r.refused {
+        let _ = writeln!(s, "REFUSED: {why}");
+        let _ = writeln!(s, "  nothing was applied; review the plan (--dry-run) and re-run with --override-limits to accept it");
+    }
+    for f in &r.files {
+        let _ = write!(s, "  file {}: {}", f.file, f.status.as_str());
+        if let Some(m) = &f.moved_to {
+            let _ = write!(s, " → {m}");
+        }
+        if let Some(csv) = &f.result_csv {
+            let _ = write!(s, " (results: {csv})");
+        }
+        s.push('\n');
+    }
+    if !r.conflicts.is_empty() {
+        let _ = writeln!(s, "conflicts ({}):", r.conflicts.len());
+        for c in &r.conflicts {
+            let at = match (&c.file, c.row) {
+                (Some(f), Some(r)) => format!("{f}, row {r}: "),
+                _ => String::new(),
+            };
+            let _ = writeln!(s, "  {at}{}: {}", c.source_id, c.reason);
+        }
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(s, "refused rows ({}):", r.errors.len());
+        for e in &r.errors {
+            let _ = writeln!(s, "  {e}");
+        }
+    }
+    for n in &r.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    s
 }

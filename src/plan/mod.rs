@@ -1,0 +1,428 @@
+//! Planning (pure): what the source wants (`UserSpec`s) against what the
+//! store holds, keyed by source + source id, becomes a `Plan` of actions:
+//! create, update (with field diffs), unchanged, disable, re-enable,
+//! delete (after `delete_after_days`) and conflict, with billable impact and
+//! the safety-threshold verdict. A plan serialises to JSON for review
+//! (`import --dry-run --plan-out`) and is applied exactly (`apply`).
+
+use crate::config::{DomainConfig, Limits, SyncMode};
+use crate::mapping::UserSpec;
+use crate::model::{Extension, RowError, RowRef, Status, StoredUser, UserFields};
+use crate::numbering::Allocator;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// 2: `refused` names the limit and its figures instead of a sentence.
+pub const PLAN_FORMAT: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    pub source: String,
+    pub domain: String,
+    pub mode: SyncMode,
+    /// False when a file was refused whole: such a run disables no one.
+    pub complete: bool,
+    /// The domain revision the plan was computed against.
+    pub base_revision: i64,
+    pub created_at: i64,
+    pub files: Vec<String>,
+    pub actions: Vec<Action>,
+    pub errors: Vec<RowError>,
+    pub billable: Billable,
+    /// Set when a safety threshold refuses the run.
+    pub refused: Option<Refusal>,
+    /// Notes for the operator (e.g. an extension that was replaced).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Billable {
+    pub devices: u64,
+    pub call_center_seats: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub field: ChangedField,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisableReason {
+    /// Full sync: the user is no longer in the source.
+    Absent,
+    /// The source marks the user as left (terminated, disabled account).
+    Left,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Create {
+        source_id: String,
+        at: RowRef,
+        extension: Extension,
+        fields: Box<UserFields>,
+    },
+    Update {
+        user_id: i64,
+        source_id: String,
+        at: RowRef,
+        extension: Extension,
+        changes: Vec<Change>,
+        fields: Box<UserFields>,
+        /// The user has no device yet and the spec wants one.
+        add_device: bool,
+    },
+    Reenable {
+        user_id: i64,
+        source_id: String,
+        at: RowRef,
+        extension: Extension,
+        changes: Vec<Change>,
+        fields: Box<UserFields>,
+        add_device: bool,
+    },
+    Disable {
+        user_id: i64,
+        source_id: String,
+        at: Option<RowRef>,
+        extension: Extension,
+        reason: DisableReason,
+    },
+    Delete {
+        user_id: i64,
+        source_id: String,
+        extension: Extension,
+    },
+    Unchanged {
+        source_id: String,
+        at: RowRef,
+        extension: Option<Extension>,
+        note: Option<String>,
+    },
+    Conflict {
+        source_id: String,
+        at: RowRef,
+        reason: String,
+    },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Create { .. } => "create",
+            Action::Update { .. } => "update",
+            Action::Reenable { .. } => "reenable",
+            Action::Disable { .. } => "disable",
+            Action::Delete { .. } => "delete",
+            Action::Unchanged { .. } => "unchanged",
+            Action::Conflict { .. } => "conflict",
+        }
+    }
+
+    pub fn source_id(&self) -> &str {
+        match self {
+            Action::Create { source_id, .. }
+            | Action::Update { source_id, .. }
+            | Action::Reenable { source_id, .. }
+            | Action::Disable { source_id, .. }
+            | Action::Delete { source_id, .. }
+            | Action::Unchanged { source_id, .. }
+            | Action::Conflict { source_id, .. } => source_id,
+        }
+    }
+
+    /// Whether applying the action writes to the store.
+    pub fn writes(&self) -> bool {
+        !matches!(self, Action::Unchanged { .. } | Action::Conflict { .. })
+    }
+}
+
+/// Everything the planner looks at.
+pub struct PlanInput<'a> {
+    pub source: &'a str,
+    pub mode: SyncMode,
+    pub delete_after_days: Option<u32>,
+    pub domain: &'a DomainConfig,
+    pub limits: &'a Limits,
+    pub specs: Vec<UserSpec>,
+    pub errors: Vec<RowError>,
+    pub complete: bool,
+    /// A changed-only directory read: it disables no one, not even an
+    /// account the directory marks disabled; the next full read does.
+    pub changed_only: bool,
+    pub stored: &'a [StoredUser],
+    pub base_revision: i64,
+    pub now: i64,
+    pub files: Vec<String>,
+}
+
+/// The store's users as the planner looks them up.
+struct Stored<'a> {
+    /// Every user of the domain, by extension.
+    by_ext: HashMap<&'a str, &'a StoredUser>,
+    /// This source's users, by source id.
+    owned: HashMap<&'a str, &'a StoredUser>,
+}
+
+impl<'a> Stored<'a> {
+    fn index(stored: &'a [StoredUser], source: &str) -> Stored<'a> {
+        let mut by_ext = HashMap::with_capacity(stored.len());
+        let mut owned = HashMap::new();
+        for u in stored {
+            by_ext.insert(u.extension.as_str(), u);
+            if u.source.as_deref() == Some(source) {
+                if let Some(id) = u.source_id.as_deref() {
+                    owned.insert(id, u);
+                }
+            }
+        }
+        Stored { by_ext, owned }
+    }
+}
+
+pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
+    let d = input.domain;
+    let stored = Stored::index(input.stored, input.source);
+    let mut alloc = Allocator::new(input.stored.iter().filter_map(|u| u.extension.number()));
+    let mut claimed_alpha: HashSet<String> = HashSet::new();
+    let mut notes = Vec::new();
+    // Ids of this source's users that the read names.
+    let mut seen: HashSet<i64> = HashSet::new();
+    let read_anyone = !input.specs.is_empty();
+    let mut held = 0usize;
+    let mut actions = Vec::with_capacity(input.specs.len());
+
+    for spec in std::mem::take(&mut input.specs) {
+        let at = RowRef {
+            file: spec.file.clone(),
+            row: spec.row,
+        };
+        if let Some(user) = stored.owned.get(spec.source_id.as_str()) {
+            seen.insert(user.id);
+            let (action, kept) = known_user(user, spec, at, input.changed_only);
+            held += usize::from(kept);
+            actions.push(action);
+            continue;
+        }
+        let sid = spec.source_id.clone();
+        if !spec.active {
+            actions.push(Action::Unchanged {
+                source_id: sid,
+                at,
+                extension: None,
+                note: Some("marked as left and not in the PBX: nothing to do".into()),
+            });
+            continue;
+        }
+        match pick_extension(&spec, d, &stored.by_ext, &mut alloc, &mut claimed_alpha) {
+            Ok((extension, note)) => {
+                if let Some(n) = note {
+                    notes.push(format!("{}: {n}", describe(&at, &sid)));
+                }
+                actions.push(Action::Create {
+                    source_id: sid,
+                    at,
+                    extension,
+                    fields: Box::new(spec.fields),
+                });
+            }
+            Err(reason) => actions.push(Action::Conflict {
+                source_id: sid,
+                at,
+                reason,
+            }),
+        }
+    }
+
+    // Only a complete, non-empty full read may disable anyone for being absent.
+    let read_counts = input.mode == SyncMode::Full && input.complete && read_anyone;
+    let absent = Absent {
+        refused: &input.errors,
+        delete_after_days: input.delete_after_days,
+        now: input.now,
+        read_counts,
+    };
+    absent.plan(&stored, &seen, &mut actions);
+
+    if held > 0 {
+        notes.push(format!(
+            "{held} accounts are disabled in the directory: a changed-only read disables no one, the next full read will"
+        ));
+    }
+    let billable = count_billable(&actions, &stored.owned);
+    let active_owned = stored
+        .owned
+        .values()
+        .filter(|u| u.status == Status::Active)
+        .count() as u64;
+    let refused = safety_verdict(&actions, active_owned, billable, input.limits);
+    Plan {
+        format: PLAN_FORMAT,
+        source: input.source.to_string(),
+        domain: d.name.clone(),
+        mode: input.mode,
+        complete: input.complete,
+        base_revision: input.base_revision,
+        created_at: input.now,
+        files: input.files,
+        actions,
+        errors: input.errors,
+        billable,
+        refused,
+        notes,
+    }
+}
+
+/// What to do with a user this source already owns, and whether it is an
+/// account disabled in the directory that a changed-only read keeps.
+fn known_user(user: &StoredUser, spec: UserSpec, at: RowRef, changed_only: bool) -> (Action, bool) {
+    let source_id = spec.source_id;
+    if let Some(req) = &spec.requested_extension {
+        if *req != user.extension {
+            let reason = format!(
+                "extension can never be changed: the user has {}, the source asks for {req}",
+                user.extension
+            );
+            return (
+                Action::Conflict {
+                    source_id,
+                    at,
+                    reason,
+                },
+                false,
+            );
+        }
+    }
+    let changes = diff(&user.fields, &spec.fields);
+    let add_device = user.fields.device.is_none() && spec.fields.device.is_some();
+    let fields = || Box::new(merged(&user.fields, &spec.fields));
+    let extension = user.extension.clone();
+    let action = match (spec.active, user.status) {
+        (false, Status::Active) if changed_only => {
+            let note = "disabled in the directory; the next full read disables it";
+            let kept = Action::Unchanged {
+                source_id,
+                at,
+                extension: Some(extension),
+                note: Some(note.into()),
+            };
+            return (kept, true);
+        }
+        (false, Status::Active) => Action::Disable {
+            user_id: user.id,
+            source_id,
+            at: Some(at),
+            extension,
+            reason: DisableReason::Left,
+        },
+        (false, Status::Disabled) => Action::Unchanged {
+            source_id,
+            at,
+            extension: Some(extension),
+            note: None,
+        },
+        (true, Status::Disabled) => Action::Reenable {
+            user_id: user.id,
+            source_id,
+            at,
+            extension,
+            changes,
+            fields: fields(),
+            add_device,
+        },
+        (true, Status::Active) if changes.is_empty() => Action::Unchanged {
+            source_id,
+            at,
+            extension: Some(extension),
+            note: None,
+        },
+        (true, Status::Active) => Action::Update {
+            user_id: user.id,
+            source_id,
+            at,
+            extension,
+            changes,
+            fields: fields(),
+            add_device,
+        },
+    };
+    (action, false)
+}
+
+/// This source's users the read did not name, in id order: disabled when
+/// the read counts, deleted once disabled for `delete_after_days`. A user
+/// whose row was refused is not absent.
+struct Absent<'a> {
+    /// Rows refused: their users are not absent.
+    refused: &'a [RowError],
+    delete_after_days: Option<u32>,
+    now: i64,
+    /// Whether the read may disable the absent.
+    read_counts: bool,
+}
+
+impl Absent<'_> {
+    fn plan(&self, stored: &Stored<'_>, seen: &HashSet<i64>, actions: &mut Vec<Action>) {
+        let (input, read_counts) = (self, self.read_counts);
+        let refused_ids: HashSet<&str> = self
+            .refused
+            .iter()
+            .filter_map(|e| e.source_id.as_deref())
+            .collect();
+        let mut owned: Vec<&StoredUser> = stored.owned.values().copied().collect();
+        owned.sort_by_key(|u| u.id);
+        for u in owned {
+            let sid = u.source_id.as_deref().unwrap_or_default();
+            if seen.contains(&u.id) || refused_ids.contains(sid) {
+                continue;
+            }
+            match u.status {
+                Status::Active if read_counts => actions.push(Action::Disable {
+                    user_id: u.id,
+                    source_id: sid.to_string(),
+                    at: None,
+                    extension: u.extension.clone(),
+                    reason: DisableReason::Absent,
+                }),
+                Status::Disabled => {
+                    let expired = input
+                        .delete_after_days
+                        .zip(u.disabled_at)
+                        .is_some_and(|(days, at)| input.now - at >= i64::from(days) * 86_400);
+                    if expired {
+                        actions.push(Action::Delete {
+                            user_id: u.id,
+                            source_id: sid.to_string(),
+                            extension: u.extension.clone(),
+                        });
+                    }
+                }
+                Status::Active => {}
+            }
+        }
+    }
+}
+
+fn describe(at: &RowRef, sid: &str) -> String {
+    match at.row {
+        Some(r) => format!("{}, row {r} ({sid})", at.file),
+        None => format!("{} ({sid})", at.file),
+    }
+}
+
+mod diff;
+mod extension;
+mod safety;
+#[cfg(test)]
+mod tests;
+
+use diff::merged;
+pub use diff::{diff, ChangedField};
+use extension::pick_extension;
+pub use safety::Refusal;
+use safety::{count_billable, safety_verdict};

@@ -1,0 +1,394 @@
+//! CSV sources: `import FILE…` and the drop folder. Each file is decoded on
+//! a blocking thread while the store's users load; once the run is
+//! reported, every file gets its per-row result CSV, and a drop-folder file
+//! moves from `processing/` to `archive/` or `failed/`.
+
+use super::{io, run_sync, Read, ReadFailure, RunOptions, SourceRun, SyncError};
+use crate::config::{Config, CsvSource, CsvSourceConfig};
+use crate::model::{Field, RowError};
+use crate::plan::{Action, Plan};
+use crate::report::{FileReport, FileStatus, Outcome, RunReport};
+use crate::source::csv::{self as csvsrc, CsvFile, CsvOptions};
+use crate::source::inbox::{self, Inbox, ResultReport, ResultRow};
+use crate::store::Store;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+/// What happens to the files once their run is reported.
+enum After<'a> {
+    /// `import FILE…`: result CSVs go to `<state>/reports/`.
+    Import { reports: PathBuf },
+    /// A drop-folder file: moved beside its result CSV.
+    Inbox {
+        inbox: &'a Inbox,
+        claimed: inbox::Claimed,
+    },
+}
+
+/// One run over one or more CSV files.
+struct CsvRun<'a> {
+    paths: Vec<PathBuf>,
+    options: CsvOptions,
+    parsed: Vec<Result<CsvFile, RowError>>,
+    after: After<'a>,
+}
+
+impl SourceRun for CsvRun<'_> {
+    async fn read(
+        &mut self,
+        _store: &Store,
+        _opts: &RunOptions,
+    ) -> Result<Result<Read, ReadFailure>, SyncError> {
+        let (paths, options) = (self.paths.clone(), self.options.clone());
+        let (read, parsed) = tokio::task::spawn_blocking(move || read_csv_files(&paths, &options))
+            .await
+            .map_err(SyncError::Reader)?;
+        self.parsed = parsed;
+        Ok(Ok(read))
+    }
+
+    async fn finish(
+        self,
+        _store: &Store,
+        plan: Option<&Plan>,
+        report: &mut RunReport,
+    ) -> Result<(), SyncError> {
+        // A dry run leaves the files as they are, and so does a failed read.
+        let Some(plan) = plan.filter(|_| !report.dry_run) else {
+            return Ok(());
+        };
+        match self.after {
+            After::Import { reports } => {
+                std::fs::create_dir_all(&reports).map_err(io(&reports))?;
+                for (path, file) in self.paths.iter().zip(self.parsed) {
+                    let base = path
+                        .file_name()
+                        .map_or_else(|| "import".into(), |n| n.to_string_lossy().into_owned());
+                    let out = reports.join(format!(
+                        "run-{}-{base}.result.csv",
+                        report.run_id.unwrap_or(0)
+                    ));
+                    let status = match file.is_ok() {
+                        true => FileStatus::Read,
+                        false => FileStatus::Refused,
+                    };
+                    let result = result_report(file, plan, report);
+                    inbox::write_result_csv(&out, &result).map_err(io(&out))?;
+                    report.files.push(FileReport {
+                        file: path.display().to_string(),
+                        status,
+                        moved_to: None,
+                        result_csv: Some(out.display().to_string()),
+                    });
+                }
+            }
+            // Left in processing/: the next pass imports it again.
+            After::Inbox { .. } if report.interrupted => {}
+            After::Inbox { inbox, claimed } => {
+                let file = self.parsed.into_iter().next().unwrap_or_else(|| {
+                    Err(RowError {
+                        file: claimed.original_name.clone(),
+                        row: None,
+                        column: None,
+                        message: "not read".into(),
+                        source_id: None,
+                    })
+                });
+                let ok = file.is_ok() && report.outcome != Outcome::Refused;
+                let result = result_report(file, plan, report);
+                let (to, status) = match ok {
+                    true => (inbox::Destination::Archive, FileStatus::Archived),
+                    false => (inbox::Destination::Failed, FileStatus::Failed),
+                };
+                let original_name = claimed.original_name.clone();
+                let (moved, result_csv) = claimed
+                    .finish(inbox, to, &result)
+                    .map_err(io(&inbox.root_inbox))?;
+                report.files.push(FileReport {
+                    file: original_name,
+                    status,
+                    moved_to: Some(moved.display().to_string()),
+                    result_csv: Some(result_csv.display().to_string()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn options(c: &CsvSourceConfig) -> CsvOptions {
+    CsvOptions {
+        extra_aliases: c.aliases.clone(),
+    }
+}
+
+/// `import FILE…`: the same path as a folder drop, without moving the files.
+/// Per-row results go to `<state>/reports/`.
+pub async fn import_files(
+    cfg: &Config,
+    store: &Store,
+    src: CsvSource<'_>,
+    paths: &[PathBuf],
+    opts: &RunOptions,
+) -> Result<RunReport, SyncError> {
+    let run = CsvRun {
+        paths: paths.to_vec(),
+        options: options(src.csv),
+        parsed: Vec::new(),
+        after: After::Import {
+            reports: cfg.state_dir.join("reports"),
+        },
+    };
+    run_sync(cfg, store, src.source, run, opts).await
+}
+
+/// One pass over the drop folder: every settled file (and any left in
+/// `processing/` by a crash) is claimed, imported as its own run, then moved
+/// to `archive/` or `failed/` beside its per-row result CSV.
+pub async fn process_inbox(
+    cfg: &Config,
+    store: &Store,
+    src: CsvSource<'_>,
+    opts: &RunOptions,
+) -> Result<Vec<RunReport>, SyncError> {
+    let csv = src.csv;
+    let ib = Inbox::open(&csv.inbox).map_err(io(&csv.inbox))?;
+    let settled = settled_files(&ib, csv).await?;
+    if opts.dry_run {
+        let mut reports = Vec::new();
+        for f in settled {
+            reports.push(import_files(cfg, store, src, &[f], opts).await?);
+        }
+        return Ok(reports);
+    }
+    let mut claimed = Vec::new();
+    for p in ib.processing_files().map_err(io(&csv.inbox))? {
+        let original_name = p
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        claimed.push(inbox::Claimed {
+            path: p,
+            original_name,
+        });
+    }
+    for f in settled {
+        if let Some(c) = ib.claim(&f).map_err(io(&f))? {
+            claimed.push(c);
+        }
+    }
+    let mut reports = Vec::new();
+    for c in claimed {
+        let run = CsvRun {
+            paths: vec![c.path.clone()],
+            options: options(csv),
+            parsed: Vec::new(),
+            after: After::Inbox {
+                inbox: &ib,
+                claimed: c,
+            },
+        };
+        let report = run_sync(cfg, store, src.source, run, opts).await?;
+        let interrupted = report.interrupted;
+        reports.push(report);
+        if interrupted {
+            break;
+        }
+    }
+    Ok(reports)
+}
+
+/// Settled files of the drop folder, waiting `settle` without blocking.
+async fn settled_files(ib: &Inbox, csv: &CsvSourceConfig) -> Result<Vec<PathBuf>, SyncError> {
+    let snap = ib.snapshot().map_err(io(&csv.inbox))?;
+    if !snap.is_empty() {
+        tokio::time::sleep(csv.settle).await;
+    }
+    Ok(snap.settled())
+}
+
+/// Reads CSV files as one source read. A file refused whole leaves the read
+/// incomplete; an employee id repeated in a later file refuses that row.
+pub fn read_csv_files(
+    paths: &[PathBuf],
+    opts: &CsvOptions,
+) -> (Read, Vec<Result<CsvFile, RowError>>) {
+    let mut read = Read {
+        complete: true,
+        ..Read::default()
+    };
+    let mut parsed = Vec::new();
+    // Employee id -> (index of its file in read.files, row).
+    let mut seen: HashMap<String, (usize, Option<u64>)> = HashMap::new();
+    for p in paths {
+        let name = p.display().to_string();
+        read.files.push(name.clone());
+        match csvsrc::read_file(p, opts) {
+            Ok(mut f) => {
+                read.errors.extend(f.errors.iter().cloned());
+                // The records go to the run; the file keeps its raw rows
+                // for the per-row result CSV.
+                let mut records = std::mem::take(&mut f.records);
+                let file_index = read.files.len() - 1;
+                records.retain(|r| {
+                    if let Some((file, row)) = seen.get(&r.source_id) {
+                        let file = read.files.get(*file).map_or("", String::as_str);
+                        let at = row.map_or(String::new(), |row| format!(", row {row}"));
+                        read.errors.push(RowError {
+                            file: name.clone(),
+                            row: r.origin.row,
+                            column: Some(r.origin.column(Field::EmployeeId)),
+                            message: format!(
+                                "employee id {} already appears in {file}{at}",
+                                r.source_id
+                            ),
+                            source_id: Some(r.source_id.clone()),
+                        });
+                        return false;
+                    }
+                    seen.insert(r.source_id.clone(), (file_index, r.origin.row));
+                    true
+                });
+                // The first file's array is taken as is, not copied.
+                if read.records.is_empty() {
+                    read.records = records;
+                } else {
+                    read.records.append(&mut records);
+                }
+                parsed.push(Ok(f));
+            }
+            Err(e) => {
+                read.complete = false;
+                let err = RowError {
+                    file: name.clone(),
+                    row: None,
+                    column: None,
+                    message: format!("file refused, nothing in it was applied: {e}"),
+                    source_id: None,
+                };
+                read.errors.push(err.clone());
+                parsed.push(Err(err));
+            }
+        }
+    }
+    (read, parsed)
+}
+
+/// What one row of the result CSV says: result, extension, message.
+type RowResult = (String, Option<String>, Option<String>);
+
+/// Per-row results for one file: what happened to each row and why.
+fn result_report(file: Result<CsvFile, RowError>, plan: &Plan, report: &RunReport) -> ResultReport {
+    let f = match file {
+        Ok(f) => f,
+        Err(e) => {
+            return ResultReport {
+                header: Vec::new(),
+                rows: Vec::new(),
+                file_message: Some(e.message),
+            }
+        }
+    };
+    let applied = !report.dry_run && report.outcome != Outcome::Refused;
+    let mut by_row: HashMap<u64, RowResult> = HashMap::new();
+    for a in &plan.actions {
+        let (at, ext, msg) = match a {
+            Action::Create { at, extension, .. } => (Some(at), Some(extension.to_string()), None),
+            Action::Update {
+                at,
+                extension,
+                changes,
+                ..
+            }
+            | Action::Reenable {
+                at,
+                extension,
+                changes,
+                ..
+            } => {
+                let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+                (
+                    Some(at),
+                    Some(extension.to_string()),
+                    (!fields.is_empty()).then(|| format!("changed: {}", fields.join(", "))),
+                )
+            }
+            Action::Disable { at, extension, .. } => {
+                (at.as_ref(), Some(extension.to_string()), None)
+            }
+            Action::Unchanged {
+                at,
+                extension,
+                note,
+                ..
+            } => (
+                Some(at),
+                extension.as_ref().map(ToString::to_string),
+                note.clone(),
+            ),
+            Action::Conflict { at, reason, .. } => (Some(at), None, Some(reason.clone())),
+            Action::Delete { .. } => (None, None, None),
+        };
+        if let Some(at) = at.filter(|at| *at.file == *f.path) {
+            if let Some(row) = at.row {
+                let result = if a.writes() && !applied {
+                    format!("not applied ({})", a.name())
+                } else {
+                    a.name().to_string()
+                };
+                by_row.insert(row, (result, ext, msg));
+            }
+        }
+    }
+    let failed: HashSet<&str> = report
+        .errors
+        .iter()
+        .filter(|e| e.row.is_some())
+        .filter_map(|e| e.source_id.as_deref())
+        .collect();
+    let mut errors: HashMap<u64, Vec<String>> = HashMap::new();
+    for e in report.errors.iter().filter(|e| e.file == f.path) {
+        if let Some(row) = e.row {
+            let msg = match &e.column {
+                Some(c) => format!("{c}: {}", e.message),
+                None => e.message.clone(),
+            };
+            errors.entry(row).or_default().push(msg);
+        }
+    }
+    let rows = f
+        .rows
+        .into_iter()
+        .map(|r| {
+            let (result, extension, message) = match errors.remove(&r.row) {
+                Some(msgs) => ("error".to_string(), None, Some(msgs.join("; "))),
+                None => by_row
+                    .remove(&r.row)
+                    .unwrap_or_else(|| ("skipped".into(), None, None)),
+            };
+            let result = if r.source_id.as_deref().is_some_and(|id| failed.contains(id))
+                && result != "error"
+            {
+                "error".into()
+            } else {
+                result
+            };
+            ResultRow {
+                row: r.row,
+                cells: r.cells,
+                result,
+                extension,
+                message,
+            }
+        })
+        .collect();
+    let file_message = report
+        .refused
+        .as_ref()
+        .filter(|_| !applied && !report.dry_run)
+        .map(|why| format!("run refused, nothing applied: {why}"));
+    ResultReport {
+        header: f.header,
+        rows,
+        file_message,
+    }
+}

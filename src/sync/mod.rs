@@ -1,0 +1,404 @@
+//! One run of one source, end to end. [`run_sync`] is the whole flow:
+//!
+//! lock → read (while the store's users load) → map → plan → (dry run:
+//! stop) → safety → apply → queue mail → report → the source's bookkeeping.
+//!
+//! A source kind is one file here ([`csv`], [`ldap`]) implementing
+//! [`SourceRun`]: how to read it, and what to do once the run is reported
+//! (write the per-row result CSV and move the file; remember where a
+//! directory read left off). Adding a kind adds a file, not branches here.
+//! [`apply_saved_plan`] applies a reviewed plan through the same safety,
+//! apply and report steps.
+
+pub mod csv;
+pub mod ldap;
+
+use crate::apply::{apply_plan, ApplyError, ApplyOptions};
+use crate::config::{Config, DomainConfig, SourceConfig, SyncMode};
+use crate::mapping::{map_all, UserSpec};
+use crate::model::{RowError, StaffRecord, StopFlag, StoredUser};
+use crate::plan::{make_plan, Plan, PlanInput, PLAN_FORMAT};
+use crate::report::{applied_writes, Outcome, RunReport};
+use crate::store::{Store, StoreError};
+use crate::time::now;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("source `{0}` is not configured")]
+    UnknownSource(String),
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the plan to {}", path.display())]
+    PlanOut {
+        path: PathBuf,
+        #[source]
+        source: PlanFileError,
+    },
+    #[error("{} is not a plan this version can apply", path.display())]
+    BadPlan {
+        path: PathBuf,
+        #[source]
+        source: PlanFileError,
+    },
+    #[error("the CSV reader stopped")]
+    Reader(#[source] tokio::task::JoinError),
+}
+
+/// Why a plan file could not be written or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("plan format {found} (this version reads {PLAN_FORMAT})")]
+    Format { found: u32 },
+    #[error("the plan is for domain {plan}, but source `{source_name}` feeds {configured}")]
+    Domain {
+        plan: String,
+        source_name: String,
+        configured: String,
+    },
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SyncError + '_ {
+    move |source| SyncError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    /// Apply even when a safety threshold refuses the plan.
+    pub override_limits: bool,
+    pub progress: bool,
+    pub plan_out: Option<PathBuf>,
+    /// The daemon's shutdown flag: apply stops between chunks.
+    pub stop: Option<StopFlag>,
+}
+
+/// What a source read produced.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub records: Vec<StaffRecord>,
+    pub errors: Vec<RowError>,
+    /// False when part of the source could not be read: nobody is disabled.
+    pub complete: bool,
+    /// A changed-only directory read: planned as `delta` (see
+    /// `PlanInput::changed_only`).
+    pub changed_only: bool,
+    pub files: Vec<String>,
+    /// Notes for the report (e.g. how an LDAP source was read).
+    pub notes: Vec<String>,
+}
+
+/// A read that failed as a whole: the run is recorded as failed and
+/// changes nothing.
+#[derive(Debug)]
+pub struct ReadFailure {
+    /// Where the source was read from (the "file" of the report's error).
+    pub location: String,
+    pub message: String,
+    pub note: String,
+}
+
+/// One source kind: how a run reads it, and its bookkeeping afterwards.
+pub trait SourceRun {
+    /// Reads the source; runs while the store's users load.
+    fn read(
+        &mut self,
+        store: &Store,
+        opts: &RunOptions,
+    ) -> impl Future<Output = Result<Result<Read, ReadFailure>, SyncError>> + Send;
+
+    /// After the run is reported (also after a dry run or a failed read;
+    /// `plan` is `None` then).
+    fn finish(
+        self,
+        store: &Store,
+        plan: Option<&Plan>,
+        report: &mut RunReport,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send;
+}
+
+/// How long a run waits for another run of the same domain to finish.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// The pipeline for one read of one source.
+#[tracing::instrument(skip_all, fields(source = %source.name))]
+pub async fn run_sync<K: SourceRun + Send>(
+    cfg: &Config,
+    store: &Store,
+    source: &SourceConfig,
+    mut kind: K,
+    opts: &RunOptions,
+) -> Result<RunReport, SyncError> {
+    let domain = &source.domain;
+    let t = std::time::Instant::now();
+    // Lock: plan and apply under the domain's lock, so the plan's view of the
+    // store is still true when it is applied. A dry run needs no lock.
+    let lock = match opts.dry_run {
+        true => None,
+        false => Some(store.lock_domain(&domain.name, LOCK_WAIT).await?),
+    };
+    let result = async {
+        // Read and map, while the store's users load.
+        let (read, stored) = read_and_load(&mut kind, cfg, store, domain, opts).await?;
+        let (read, specs) = match read {
+            Ok(mapped) => mapped,
+            Err(failure) => return Ok((failed_read(store, source, failure, opts).await?, None)),
+        };
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "phase read, map and load"
+        );
+        // Plan.
+        let plan = plan(cfg, source, read, specs, &stored);
+        if let Some(path) = &opts.plan_out {
+            write_plan(path, &plan)?;
+        }
+        if opts.dry_run {
+            return Ok((RunReport::new(&plan, None, true, false, &[]), Some(plan)));
+        }
+        // Safety, apply, queue mail, record the run.
+        let report = execute(cfg, store, domain, &plan, opts).await?;
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase apply");
+        Ok::<_, SyncError>((report, Some(plan)))
+    }
+    .await;
+    if let Some(l) = lock {
+        l.release().await;
+    }
+    // Report: the kind's own bookkeeping.
+    let (mut report, plan) = result?;
+    kind.finish(store, plan.as_ref(), &mut report).await?;
+    Ok(report)
+}
+
+type Mapped = (Read, Vec<UserSpec>);
+
+/// The source read and mapped (records dropped as they map), joined with
+/// the store's users of the domain.
+async fn read_and_load<K: SourceRun>(
+    kind: &mut K,
+    cfg: &Config,
+    store: &Store,
+    domain: &DomainConfig,
+    opts: &RunOptions,
+) -> Result<(Result<Mapped, ReadFailure>, (Vec<StoredUser>, i64)), SyncError> {
+    let load = async {
+        Ok::<_, StoreError>(match store.find_domain(&domain.name).await? {
+            Some(d) => (store.load_users(d.id).await?, d.revision),
+            None => (Vec::new(), 0),
+        })
+    };
+    let read_and_map = async {
+        let mut read = match kind.read(store, opts).await? {
+            Ok(r) => r,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let (specs, errors) = map_all(std::mem::take(&mut read.records), domain, &cfg.rules);
+        read.errors.extend(errors);
+        Ok::<_, SyncError>(Ok((read, specs)))
+    };
+    let (mapped, stored) = tokio::join!(read_and_map, load);
+    Ok((mapped?, stored?))
+}
+
+fn plan(
+    cfg: &Config,
+    source: &SourceConfig,
+    read: Read,
+    specs: Vec<UserSpec>,
+    (stored, revision): &(Vec<StoredUser>, i64),
+) -> Plan {
+    let mut plan = make_plan(PlanInput {
+        source: &source.name,
+        // A changed-only read lists changes, not everyone.
+        mode: match read.changed_only {
+            true => SyncMode::Delta,
+            false => source.mode,
+        },
+        delete_after_days: source.delete_after_days,
+        domain: &source.domain,
+        limits: &cfg.limits,
+        specs,
+        errors: read.errors,
+        complete: read.complete,
+        changed_only: read.changed_only,
+        stored,
+        base_revision: *revision,
+        now: now(),
+        files: read.files,
+    });
+    plan.notes.splice(0..0, read.notes);
+    plan
+}
+
+/// A read that failed whole, recorded as a failed run (none in a dry run).
+async fn failed_read(
+    store: &Store,
+    source: &SourceConfig,
+    f: ReadFailure,
+    opts: &RunOptions,
+) -> Result<RunReport, SyncError> {
+    let error = RowError {
+        file: f.location,
+        row: None,
+        column: None,
+        message: f.message,
+        source_id: None,
+    };
+    let run_id = match opts.dry_run {
+        true => None,
+        false => Some(store.start_run(&source.name, &source.domain.name).await?),
+    };
+    let report = RunReport::failed(
+        &source.name,
+        &source.domain.name,
+        run_id,
+        opts.dry_run,
+        error,
+        vec![f.note],
+    );
+    if let Some(id) = run_id {
+        store.finish_run(id, &report).await?;
+    }
+    Ok(report)
+}
+
+/// Safety, apply, queue the admin report, record the run: for a fresh plan
+/// and a reviewed one alike. Welcome emails are queued by apply, in the
+/// transaction that creates their user.
+async fn execute(
+    cfg: &Config,
+    store: &Store,
+    domain: &DomainConfig,
+    plan: &Plan,
+    opts: &RunOptions,
+) -> Result<RunReport, SyncError> {
+    let run_id = store.start_run(&plan.source, &plan.domain).await?;
+    // Safety: a refused plan is recorded and reported, not applied.
+    if let Some(refusal) = plan.refused.as_ref().filter(|_| !opts.override_limits) {
+        let report = RunReport::new(plan, Some(run_id), false, false, &[]);
+        store.finish_run(run_id, &report).await?;
+        crate::mail::queue_admin_report(&cfg.mail, store, &report, &[]).await;
+        tracing::warn!(reason = %refusal, "run refused by a safety threshold");
+        return Ok(report);
+    }
+    // Apply.
+    let apply = ApplyOptions {
+        run_id: Some(run_id),
+        progress: opts.progress,
+        stop: opts.stop.clone(),
+    };
+    let outcome = match apply_plan(store, domain, plan, &cfg.limits, &apply).await {
+        Ok(o) => o,
+        Err(e) => {
+            let mut report = RunReport::new(plan, Some(run_id), false, false, &[]);
+            report.outcome = Outcome::Partial;
+            report.errors.push(RowError {
+                file: plan.files.join(", "),
+                row: None,
+                column: None,
+                message: e.to_string(),
+                source_id: None,
+            });
+            store.finish_run(run_id, &report).await?;
+            return Err(e.into());
+        }
+    };
+    // Report.
+    let mut report = RunReport::new(plan, Some(run_id), false, true, &outcome.failed);
+    if plan.refused.is_some() {
+        report
+            .notes
+            .push("safety threshold overridden with --override-limits".into());
+    }
+    report.throttled = outcome.throttled;
+    if outcome.interrupted {
+        report.outcome = Outcome::Partial;
+        report.interrupted = true;
+        report.notes.push(format!(
+            "stopped by shutdown after {} of {} writes; the next run applies the rest",
+            outcome.applied,
+            plan.actions.iter().filter(|a| a.writes()).count()
+        ));
+    }
+    store.finish_run(run_id, &report).await?;
+    // Queue mail: the admin report of what took effect.
+    let applied: Vec<_> = applied_writes(plan, true, &outcome.failed).collect();
+    crate::mail::queue_admin_report(&cfg.mail, store, &report, &applied).await;
+    tracing::info!(
+        run_id,
+        created = report.created,
+        updated = report.updated,
+        disabled = report.disabled,
+        errors = report.errors.len(),
+        throttled_ms = outcome.throttled.as_millis() as u64,
+        "run finished"
+    );
+    tracing::debug!(
+        chunks = outcome.chunks,
+        built_ahead = outcome.built_ahead,
+        retries = outcome.retries,
+        "apply chunks"
+    );
+    Ok(report)
+}
+
+fn write_plan(path: &Path, plan: &Plan) -> Result<(), SyncError> {
+    let err = |source: PlanFileError| SyncError::PlanOut {
+        path: path.to_path_buf(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(plan).map_err(|e| err(e.into()))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| err(e.into()))
+}
+
+/// Applies exactly the plan in `path`, refusing if the store changed since.
+pub async fn apply_saved_plan(
+    cfg: &Config,
+    store: &Store,
+    path: &Path,
+    opts: &RunOptions,
+) -> Result<RunReport, SyncError> {
+    let bad = |source: PlanFileError| SyncError::BadPlan {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read(path).map_err(io(path))?;
+    let plan: Plan = serde_json::from_slice(&text).map_err(|e| bad(e.into()))?;
+    if plan.format != PLAN_FORMAT {
+        return Err(bad(PlanFileError::Format { found: plan.format }));
+    }
+    let Some(source) = cfg.source(&plan.source) else {
+        return Err(SyncError::UnknownSource(plan.source.clone()));
+    };
+    if !source.domain.name.eq_ignore_ascii_case(&plan.domain) {
+        return Err(bad(PlanFileError::Domain {
+            plan: plan.domain.clone(),
+            source_name: source.name.clone(),
+            configured: source.domain.name.clone(),
+        }));
+    }
+    let lock = store.lock_domain(&plan.domain, LOCK_WAIT).await?;
+    let result = execute(cfg, store, &source.domain, &plan, opts).await;
+    lock.release().await;
+    result
+}
