@@ -85,7 +85,9 @@ async fn mail_worker(
     loop {
         match mailer.deliver(&store, Some(&stop)).await {
             Ok(r) => metrics.record_mail(&r),
-            Err(e) => tracing::error!(error = %e, "mail delivery pass failed; retrying"),
+            Err(e) => {
+                tracing::error!(error = %crate::model::chain(&e), "mail delivery pass failed; retrying")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(MAIL_POLL) => {}
@@ -253,7 +255,7 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
                 _ = hup.recv() => match reloadable(config_path) {
                     Ok(new) => break Next::Reload(Box::new(new)),
                     Err(e) => tracing::error!(
-                        error = %e,
+                        error = %crate::model::chain(&e),
                         "SIGHUP: the new config is invalid; keeping the one running"
                     ),
                 },
@@ -400,7 +402,7 @@ async fn pass(
         }
         Err(e) => {
             metrics.record_failure(&source.name);
-            tracing::error!(source = %source.name, error = %e, "{failed}");
+            tracing::error!(source = %source.name, error = %crate::model::chain(&e), "{failed}");
         }
     }
 }

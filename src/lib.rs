@@ -1,32 +1,66 @@
 //! pbx-onboard: bulk onboarding of staff into a hosted PBX store.
 //!
-//! The pipeline, one module per stage (see `sync::run_sync` for the flow):
+//! The whole flow (see [`sync::run_sync`], which shows it in order):
 //!
 //! ```text
-//! source (CSV drop folder, LDAP / AD)  →  mapping (rules → UserSpec)  →  plan (vs store)
-//!     →  apply (rate-limited, chunked transactions)  →  store (SQLite / PostgreSQL)
+//!  source::csv (drop folder, import FILE)  ┐
+//!  source::ldap (LDAP / AD, paged)         ┴► StaffRecord ─► mapping ─► UserSpec
+//!                                                      (config rules, numbering)
+//!  store (users of the domain) ───────────────────────────────┐         │
+//!                                                             ▼         ▼
+//!                                        plan: create / update / disable / conflict,
+//!                                        billable count, safety verdict (Refusal)
+//!                                                             │
+//!                        apply (governor rate, chunked transactions; each new user
+//!                        with its device, welcome link and outbox row) ─► store
+//!                                                             │
+//!  report::RunReport ◄── every run; the CLI renders it, the daemon counts it
+//!
+//!  mail: outbox ─► askama templates ─► lettre (SMTP) or .eml files
+//!  web:  /welcome/{token} (set password and PIN), /healthz, /metrics
+//!  daemon: cron schedules + folder watch ─► sync; mail worker; web server
 //! ```
 //!
-//! Every run returns a `report::RunReport`; the CLI only renders it.
+//! Modules are listed by layer, bottom to top; a module never imports from
+//! a layer above its own (`.ci/check-layers` fails CI when one does).
 #![forbid(unsafe_code)]
 
-// Pure, no I/O.
-pub mod config;
-pub mod dn;
-pub mod mapping;
+// ---- Layer 0: pure, no I/O.
+/// Domain types: newtypes parsed at the edge, records, shared values.
 pub mod model;
-pub mod numbering;
-pub mod plan;
-pub mod report;
+/// The clock and date formats.
 pub mod time;
-// I/O.
-pub mod apply;
-pub mod mail;
-pub mod source;
-pub mod store;
+/// Distinguished names: folding, escapes, the CN.
+pub mod dn;
+/// Numbering plans: ranges, reserved numbers, the extension allocator.
+pub mod numbering;
+/// The config file, checked into ready-to-use values.
+pub mod config;
+/// Records + rules → what each PBX user should look like.
+pub mod mapping;
+/// What the source wants vs what the store holds → actions.
+pub mod plan;
+/// The run report.
+pub mod report;
+
+// ---- Layer 1: I/O.
+/// TLS trust for the LDAP and SMTP clients.
 pub mod tls;
+/// Reading sources: CSV files and the drop folder, LDAP directories.
+pub mod source;
+/// The PBX store on SQLite or PostgreSQL.
+pub mod store;
+/// Executing a plan against the store at the PBX's rate.
+pub mod apply;
+/// The outbox worker, templates and SMTP.
+pub mod mail;
+/// The welcome page, /healthz and /metrics.
 pub mod web;
-// Drivers.
-pub mod cli;
-pub mod daemon;
+
+// ---- Layer 2: drivers.
+/// One run of one source, end to end.
 pub mod sync;
+/// The service: schedules, folder watch, mail worker, web server.
+pub mod daemon;
+/// The command line.
+pub mod cli;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use pbx_onboard::cli::{self, Cli, LogFormat};
+use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 // A 100,000-row import makes millions of small allocations (one String per
@@ -14,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter =
         EnvFilter::try_from_env("PBX_ONBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
@@ -25,5 +26,6 @@ async fn main() {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    std::process::exit(cli::run(cli).await);
+    // Exit codes are 0-4 (README "Exit codes"); anything else would be a bug.
+    ExitCode::from(u8::try_from(cli::run(cli).await).unwrap_or(4))
 }

@@ -6,25 +6,37 @@ use rustls::pki_types::{pem::PemObject, CertificateDer};
 use std::path::Path;
 use std::sync::Arc;
 
+/// Why TLS trust could not be set up; the caller names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read it as PEM")]
+    Pem(#[from] rustls::pki_types::pem::Error),
+    #[error("holds no PEM certificate")]
+    NoCertificate,
+    #[error("a certificate in it was refused")]
+    Certificate(#[source] rustls::Error),
+    #[error("the system certificate store is empty: set ca_file")]
+    EmptySystemStore,
+    #[error("no TLS version in common with the crypto provider")]
+    Versions(#[source] rustls::Error),
+}
+
 /// The certificates in a PEM file; an error names what went wrong, not the path.
-pub fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| e.to_string())?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+pub fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)?.collect::<Result<Vec<_>, _>>()?;
     if certs.is_empty() {
-        return Err("holds no PEM certificate".into());
+        return Err(TlsError::NoCertificate);
     }
     Ok(certs)
 }
 
 /// A client config trusting `ca_file` only, or the system store without one.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
             for cert in pem_certs(path)? {
-                roots.add(cert).map_err(|e| e.to_string())?;
+                roots.add(cert).map_err(TlsError::Certificate)?;
             }
         }
         None => {
@@ -34,14 +46,14 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
                 let _ = roots.add(cert);
             }
             if roots.is_empty() {
-                return Err("the system certificate store is empty: set ca_file".into());
+                return Err(TlsError::EmptySystemStore);
             }
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Versions)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))

@@ -32,8 +32,8 @@ pub async fn run(cli: Cli) -> i32 {
         return match crate::daemon::run(&cli.config, config).await {
             Ok(code) => code,
             Err(e) => {
-                tracing::error!(error = %e, "daemon failed");
-                eprintln!("error: {e}");
+                tracing::error!(error = %crate::model::chain(&e), "daemon failed");
+                eprintln!("error: {}", crate::model::chain(&e));
                 4
             }
         };
@@ -357,6 +357,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                                 );
                             }
                             Err(e) => {
+                                let e = crate::model::chain(&e);
                                 println!(
                                     "  source {} (ldap) → {}: FAILED: {e}",
                                     s.name, s.domain.name

@@ -48,12 +48,15 @@ pub enum Secret {
 impl Secret {
     /// The secret, without one trailing newline. The error names where it
     /// was looked for, never the value.
-    pub fn read(&self) -> Result<String, String> {
+    pub fn read(&self) -> Result<String, SecretError> {
         let mut s = match self {
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read the secret file {}: {e}", p.display()))?,
-            Secret::Env(name) => std::env::var(name)
-                .map_err(|_| format!("the environment variable {name} is not set"))?,
+            Secret::File(p) => std::fs::read_to_string(p).map_err(|source| SecretError::File {
+                path: p.clone(),
+                source,
+            })?,
+            Secret::Env(name) => {
+                std::env::var(name).map_err(|_| SecretError::Unset { name: name.clone() })?
+            }
         };
         if s.ends_with('\n') {
             s.pop();
@@ -62,13 +65,30 @@ impl Secret {
             }
         }
         if s.is_empty() {
-            return Err(match self {
-                Secret::File(p) => format!("the secret file {} is empty", p.display()),
-                Secret::Env(name) => format!("the environment variable {name} is empty"),
+            return Err(SecretError::Empty {
+                place: match self {
+                    Secret::File(p) => format!("the secret file {}", p.display()),
+                    Secret::Env(name) => format!("the environment variable {name}"),
+                },
             });
         }
         Ok(s)
     }
+}
+
+/// Why a secret could not be read; never quotes the value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read the secret file {}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the environment variable {name} is not set")]
+    Unset { name: String },
+    #[error("{place} is empty")]
+    Empty { place: String },
 }
 
 /// Field → directory attributes, tried in order (the first with a value wins;
@@ -470,34 +490,4 @@ fn valid_attr(n: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("6h"), Some(Duration::from_secs(21_600)));
-        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5_400)));
-        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("0h"), None);
-        assert_eq!(parse_duration("6 hours"), None);
-        assert_eq!(parse_duration("h"), None);
-    }
-
-    #[test]
-    fn suffix() {
-        assert_eq!(
-            suffix_of("OU=Staff,DC=acme,DC=example"),
-            "DC=acme,DC=example"
-        );
-        assert_eq!(suffix_of("ou=people,dc=x"), "dc=x");
-        assert_eq!(suffix_of("o=corp"), "o=corp");
-    }
-
-    #[test]
-    fn attribute_names() {
-        assert!(valid_attr("telephoneNumber"));
-        assert!(valid_attr("2.5.4.20"));
-        assert!(!valid_attr("mail)(uid=*"));
-        assert!(!valid_attr(""));
-    }
-}
+mod tests;

@@ -19,7 +19,7 @@ mod tests;
 
 use check::{describe_toml_error, Checker};
 pub use domain::{DomainConfig, SiteConfig};
-pub use ldap::{AttrMap, LdapProfile, LdapSourceConfig, LdapTls, Secret};
+pub use ldap::{AttrMap, LdapProfile, LdapSourceConfig, LdapTls, Secret, SecretError};
 pub use mail::{MailConfig, MailTransport, SmtpConfig, SmtpTls, WebConfig};
 use raw::RawConfig;
 pub use rule::Rule;

@@ -35,8 +35,8 @@ pub enum MailError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Key(#[from] token::KeyError),
-    #[error("mail: {0}")]
-    Config(String),
+    #[error("mail")]
+    Config(#[from] smtp::SmtpSetupError),
 }
 
 /// What one delivery pass did.
@@ -113,7 +113,7 @@ impl Mailer {
         let (transport, workers) = match &cfg.transport {
             MailTransport::Folder(dir) => (Transport::Folder(dir.clone()), 1),
             MailTransport::Smtp(s) => (
-                Transport::Smtp(Arc::new(SmtpPool::new(s).map_err(MailError::Config)?)),
+                Transport::Smtp(Arc::new(SmtpPool::new(s)?)),
                 s.pool_size as usize,
             ),
         };
@@ -454,12 +454,4 @@ pub async fn queue_admin_report(
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(super::backoff(1), 60);
-        assert_eq!(super::backoff(2), 120);
-        assert_eq!(super::backoff(5), 960);
-        assert_eq!(super::backoff(30), 6 * 3600);
-    }
-}
+mod tests;

@@ -20,6 +20,27 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Why the SMTP client could not be set up from the config.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpSetupError {
+    #[error("mail.ca_file {}", path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::tls::TlsError,
+    },
+    #[error("mail.ca_file {}", path.display())]
+    Certificate {
+        path: std::path::PathBuf,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("STARTTLS parameters")]
+    StartTls(#[source] lettre::transport::smtp::Error),
+    #[error("mail TLS")]
+    Tls(#[source] crate::tls::TlsError),
+}
+
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -53,7 +74,7 @@ pub struct SmtpPool {
 }
 
 impl SmtpPool {
-    pub fn new(cfg: &SmtpConfig) -> Result<SmtpPool, String> {
+    pub fn new(cfg: &SmtpConfig) -> Result<SmtpPool, SmtpSetupError> {
         let hello = match &cfg.hello_name {
             Some(h) => ClientId::Domain(h.clone()),
             None => ClientId::default(),
@@ -64,19 +85,26 @@ impl SmtpPool {
                 let mut b = TlsParameters::builder(cfg.host.clone());
                 if let Some(ca) = &cfg.ca_file {
                     b = b.certificate_store(CertificateStore::None);
-                    let certs = crate::tls::pem_certs(ca)
-                        .map_err(|e| format!("mail.ca_file {}: {e}", ca.display()))?;
+                    let certs =
+                        crate::tls::pem_certs(ca).map_err(|source| SmtpSetupError::CaFile {
+                            path: ca.clone(),
+                            source,
+                        })?;
                     for c in certs {
-                        let c = Certificate::from_der(c.to_vec())
-                            .map_err(|e| format!("mail.ca_file {}: {e}", ca.display()))?;
+                        let c = Certificate::from_der(c.to_vec()).map_err(|source| {
+                            SmtpSetupError::Certificate {
+                                path: ca.clone(),
+                                source,
+                            }
+                        })?;
                         b = b.add_root_certificate(c);
                     }
                 }
-                starttls = Some(b.build_rustls().map_err(|e| e.to_string())?);
+                starttls = Some(b.build_rustls().map_err(SmtpSetupError::StartTls)?);
             }
             SmtpTls::Implicit => {
                 let config = crate::tls::client_config(cfg.ca_file.as_deref())
-                    .map_err(|e| format!("mail TLS: {e}"))?;
+                    .map_err(SmtpSetupError::Tls)?;
                 implicit = Some(tokio_rustls::TlsConnector::from(config));
             }
             SmtpTls::None => {}
@@ -121,7 +149,9 @@ impl SmtpPool {
                 .map_err(|e| SendError::Temporary(format!("STARTTLS: {e}")))?;
         }
         if let (Some(user), Some(secret)) = (&self.cfg.username, &self.cfg.password) {
-            let password = secret.read().map_err(SendError::Temporary)?;
+            let password = secret
+                .read()
+                .map_err(|e| SendError::Temporary(crate::model::chain(&e)))?;
             let creds = Credentials::new(user.clone(), password);
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
                 .await

@@ -472,5 +472,4 @@ fn row_record(
 }
 
 #[cfg(test)]
-#[path = "csv_tests.rs"]
 mod tests;

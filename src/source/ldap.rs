@@ -16,17 +16,22 @@ use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LdapError {
-    #[error("ldap bind password: {0}")]
-    Secret(String),
-    #[error("TLS trust anchors {path}: {message}")]
-    CaFile { path: String, message: String },
+    #[error("ldap bind password")]
+    Secret(#[source] crate::config::SecretError),
+    #[error("TLS trust anchors {path}")]
+    CaFile {
+        path: String,
+        #[source]
+        source: crate::tls::TlsError,
+    },
     #[error("no directory server could be reached and bound: {}", .0.join("; "))]
     NoServer(Vec<String>),
-    #[error("{server}: {what} failed: {message}")]
+    #[error("{server}: {what} failed")]
     Search {
         server: String,
         what: &'static str,
-        message: String,
+        #[source]
+        source: SearchError,
     },
     #[error("{server}: the group {group} does not exist")]
     NoGroup { server: String, group: String },
@@ -36,8 +41,10 @@ pub enum LdapError {
         base: String,
         last: i64,
     },
-    #[error("cannot start the directory read: {0}")]
-    Reader(String),
+    #[error("cannot start the directory read")]
+    Reader(#[source] std::io::Error),
+    #[error("the directory read stopped before it finished")]
+    ReaderStopped,
 }
 
 /// A complete read of one LDAP source.
@@ -86,7 +93,7 @@ pub async fn read_directory(
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = tx.send(Err(LdapError::Reader(e.to_string())));
+                    let _ = tx.send(Err(LdapError::Reader(e)));
                     return;
                 }
             };
@@ -101,9 +108,8 @@ pub async fn read_directory(
                 let _ = tx.send(r);
             }
         })
-        .map_err(|e| LdapError::Reader(e.to_string()))?;
-    rx.await
-        .unwrap_or_else(|_| Err(LdapError::Reader("the reading thread stopped".into())))
+        .map_err(LdapError::Reader)?;
+    rx.await.unwrap_or(Err(LdapError::ReaderStopped))
 }
 
 async fn read_here(c: &LdapSourceConfig, since: Option<&Since>) -> Result<LdapRead, LdapError> {
@@ -122,12 +128,12 @@ fn tls_config(c: &LdapSourceConfig) -> Result<Option<Arc<rustls::ClientConfig>>,
     if c.tls == LdapTls::None {
         return Ok(None);
     }
-    let err = |message: String| LdapError::CaFile {
+    let err = |source| LdapError::CaFile {
         path: c
             .ca_file
             .as_ref()
             .map_or_else(|| "(system store)".to_string(), |p| p.display().to_string()),
-        message,
+        source,
     };
     crate::tls::client_config(c.ca_file.as_deref())
         .map(Some)
@@ -185,7 +191,7 @@ async fn paged(
     filter: &str,
     attrs: &[String],
     mut each: impl FnMut(Entry),
-) -> Result<usize, String> {
+) -> Result<usize, SearchError> {
     let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
         Box::new(EntriesOnly::new()),
         Box::new(PagedResults::new(c.page_size as i32)),
@@ -193,23 +199,37 @@ async fn paged(
     let mut stream = ldap
         .with_timeout(c.timeout)
         .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let mut n = 0usize;
-    while let Some(raw) = stream.next().await.map_err(|e| e.to_string())? {
-        let e = decode(raw).map_err(|m| format!("entry {}: {m}", n + 1))?;
+    while let Some(raw) = stream.next().await? {
+        let e = decode(raw).map_err(|_| SearchError::Undecodable { entry: Some(n + 1) })?;
         n += 1;
         each(Entry::new(e.dn, e.attrs, e.bin_attrs));
     }
-    stream.finish().await.success().map_err(|e| e.to_string())?;
+    stream.finish().await.success()?;
     Ok(n)
 }
 
 /// `construct` panics on a malformed entry; a bad server must not take the
 /// daemon down with it.
-fn decode(raw: ldap3::ResultEntry) -> Result<SearchEntry, String> {
+fn decode(raw: ldap3::ResultEntry) -> Result<SearchEntry, SearchError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(raw)))
-        .map_err(|_| "the server sent an entry that could not be decoded".to_string())
+        .map_err(|_| SearchError::Undecodable { entry: None })
+}
+
+/// Why a search (or a base read) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Ldap(Box<ldap3::LdapError>),
+    #[error("{}the server sent an entry that could not be decoded", entry.map_or(String::new(), |n| format!("entry {n}: ")))]
+    Undecodable { entry: Option<usize> },
+}
+
+impl From<ldap3::LdapError> for SearchError {
+    fn from(e: ldap3::LdapError) -> Self {
+        SearchError::Ldap(Box::new(e))
+    }
 }
 
 async fn base_read(
@@ -217,18 +237,17 @@ async fn base_read(
     c: &LdapSourceConfig,
     dn: &str,
     attrs: Vec<&str>,
-) -> Result<Option<SearchEntry>, String> {
+) -> Result<Option<SearchEntry>, SearchError> {
     match ldap
         .with_timeout(c.timeout)
         .search(dn, Scope::Base, "(objectClass=*)", attrs)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .success()
     {
         Ok((mut entries, _)) => entries.pop().map(decode).transpose(),
         // noSuchObject
         Err(ldap3::LdapError::LdapResult { result }) if result.rc == 32 => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -239,10 +258,10 @@ async fn read_on(
     since: Option<&Since>,
 ) -> Result<LdapRead, LdapError> {
     let fail = |what: &'static str| {
-        move |message: String| LdapError::Search {
+        move |source: SearchError| LdapError::Search {
             server: server.to_string(),
             what,
-            message,
+            source,
         }
     };
     let ad = c.profile == LdapProfile::ActiveDirectory;

@@ -346,5 +346,4 @@ pub fn columns(c: &LdapSourceConfig) -> HashMap<Field, String> {
 }
 
 #[cfg(test)]
-#[path = "ldap_entry_tests.rs"]
 mod tests;

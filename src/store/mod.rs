@@ -8,9 +8,14 @@
 //!
 //! `users.rs` holds the user and device queries, `devices.rs` the registrar
 //! side of devices (digest hashes, listing, secret rotation), `runs.rs` the
-//! run history.
+//! run history, `outbox.rs` the mail queue and `links.rs` the welcome links,
+//! `lock.rs` the domain's sync lock, `domains.rs` domain rows and names,
+//! `sql.rs` the statement builder and id allocation.
 
 mod devices;
+mod domains;
+mod links;
+mod lock;
 mod outbox;
 mod runs;
 mod state;
@@ -18,17 +23,19 @@ pub use state::{ReadMark, SourceState};
 mod sql;
 mod users;
 
-pub use sql::Sql;
+pub use domains::{DomainRow, NameTable};
+pub use lock::DomainLock;
+pub use sql::{allocate_ids, execute_all, execute_while, Sql};
 
 pub use devices::{digest_hashes, DeviceView, Rotated};
-pub use outbox::{LinkView, Mark, OutboxItem, Payload, ReportItem, WelcomeItem, WelcomeState};
+pub use links::{LinkView, WelcomeState};
+pub use outbox::{Mark, OutboxItem, Payload, ReportItem, WelcomeItem};
 pub use runs::{ActionRecord, RunRow};
 pub use users::{NewDevice, NewUser, UserView};
 
-use crate::config::{DomainConfig, StoreConfig};
-use crate::time::now;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use crate::config::StoreConfig;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Executor, Transaction};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,161 +109,6 @@ pub struct Store {
     sqlite_file: Option<std::path::PathBuf>,
 }
 
-/// Held while a run plans and applies a domain, so two runs (processes or
-/// daemons) never sync the same domain at once. SQLite: an OS file lock
-/// beside the database; PostgreSQL: a session advisory lock. Both vanish
-/// with the process that held them, so a killed run never blocks the next.
-#[derive(Debug)]
-pub struct DomainLock {
-    inner: LockInner,
-}
-
-#[derive(Debug)]
-enum LockInner {
-    File(std::fs::File),
-    Advisory(sqlx::pool::PoolConnection<Any>, i64),
-}
-
-impl DomainLock {
-    pub async fn release(self) {
-        match self.inner {
-            LockInner::File(f) => drop(f),
-            LockInner::Advisory(mut conn, key) => {
-                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await;
-                if unlocked.is_err() {
-                    // Closing the session releases the lock for sure.
-                    let _ = conn.close().await;
-                }
-            }
-        }
-    }
-}
-
-/// Opens (creating) and exclusively locks a file, waiting off the async threads.
-async fn lock_file_blocking(path: std::path::PathBuf) -> Result<std::fs::File, StoreError> {
-    let shown = path.display().to_string();
-    let joined = tokio::task::spawn_blocking(move || {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        f.lock()?;
-        Ok::<_, std::io::Error>(f)
-    })
-    .await;
-    match joined {
-        Ok(r) => r.map_err(|source| StoreError::LockFile {
-            path: shown,
-            source,
-        }),
-        Err(e) => Err(StoreError::LockFile {
-            path: shown,
-            source: std::io::Error::other(e.to_string()),
-        }),
-    }
-}
-
-fn lock_key(domain: &str) -> i64 {
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("pbx-onboard sync {domain}").as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&h[..8]);
-    i64::from_be_bytes(b)
-}
-
-/// The domain row as a run needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DomainRow {
-    pub id: i64,
-    pub revision: i64,
-}
-
-/// Ids for `n` new rows of `table`, taken before the rows are built so that
-/// statements referring to them (devices to users, outbox to links) need no
-/// `RETURNING`: sqlx's SQLite worker hands each returned row to the async
-/// side through a 50-slot channel, and that thread ping-pong cost a 100k-user
-/// import about a second. Also returns, on SQLite, the id the next rows will
-/// get unless another writer comes first: apply builds its next chunk with
-/// those ids while this one is in the database, and rebuilds it if wrong.
-///
-/// SQLite: the ids after the current largest. Sound because every SQLite
-/// write transaction begins `IMMEDIATE`, so no other writer can add rows
-/// before this one commits. PostgreSQL: drawn from the table's identity
-/// sequence, as a default id would be (no guess at the next ones).
-pub async fn allocate_ids(
-    tx: &mut Transaction<'static, Any>,
-    table: &'static str,
-    n: usize,
-) -> Result<(Vec<i64>, Option<i64>), StoreError> {
-    if tx.backend_name() == "SQLite" {
-        let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {table}");
-        let base: i64 = sqlx::query_scalar(&sql).fetch_one(&mut **tx).await?;
-        let ids: Vec<i64> = (base + 1..).take(n).collect();
-        return Ok((ids, Some(base + 1 + n as i64)));
-    }
-    if n == 0 {
-        return Ok((Vec::new(), None));
-    }
-    let sql = format!(
-        "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, $1)"
-    );
-    let ids: Vec<i64> = sqlx::query_scalar(&sql)
-        .bind(n as i64)
-        .fetch_all(&mut **tx)
-        .await?;
-    Ok((ids, None))
-}
-
-/// Polls `fut` once, which hands a statement to the database, then runs
-/// `work` on this thread and finishes `fut`. On SQLite the engine runs on
-/// sqlx's worker thread, so the two overlap.
-async fn overlap<F: std::future::Future, T>(fut: F, work: impl FnOnce() -> T) -> (F::Output, T) {
-    let mut fut = std::pin::pin!(fut);
-    let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    let out = work();
-    let done = match polled {
-        std::task::Poll::Ready(r) => r,
-        std::task::Poll::Pending => fut.await,
-    };
-    (done, out)
-}
-
-/// Executes the statements in order, binding each while the database runs
-/// the one before.
-pub async fn execute_all(
-    tx: &mut Transaction<'static, Any>,
-    statements: &[Sql],
-) -> Result<(), StoreError> {
-    let mut queries = statements.iter().map(Sql::build);
-    let mut next = queries.next();
-    while let Some(q) = next {
-        let (done, following) = overlap(q.execute(&mut **tx), || queries.next()).await;
-        done?;
-        next = following;
-    }
-    Ok(())
-}
-
-/// Executes the statements in order and runs `work` on this thread while
-/// the database executes the first.
-pub async fn execute_while<T>(
-    tx: &mut Transaction<'static, Any>,
-    statements: &[Sql],
-    work: impl FnOnce() -> T,
-) -> Result<T, StoreError> {
-    let Some((first, rest)) = statements.split_first() else {
-        return Ok(work());
-    };
-    let (done, out) = overlap(first.build().execute(&mut **tx), work).await;
-    done?;
-    execute_all(tx, rest).await?;
-    Ok(out)
-}
-
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -313,7 +165,9 @@ impl Store {
         // SQLite migrations either. Once the file is in WAL mode, later
         // connections only read its header.
         let guard = match &sqlite_file {
-            Some(file) => Some(lock_file_blocking(file.with_extension("migrate.lock")).await?),
+            Some(file) => {
+                Some(lock::lock_file_blocking(file.with_extension("migrate.lock")).await?)
+            }
             None => None,
         };
         let pool = opts
@@ -358,92 +212,6 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Takes the domain's sync lock, waiting at most `wait` for a run that holds it.
-    pub async fn lock_domain(
-        &self,
-        domain: &str,
-        wait: Duration,
-    ) -> Result<DomainLock, StoreError> {
-        let started = std::time::Instant::now();
-        let mut warned = false;
-        let key = lock_key(domain);
-        let mut pg_conn = None;
-        let mut file = None;
-        loop {
-            let got = match self.backend {
-                Backend::Postgres => {
-                    let conn = match pg_conn.as_mut() {
-                        Some(c) => c,
-                        None => pg_conn.insert(self.pool.acquire().await?),
-                    };
-                    let row = sqlx::query("SELECT pg_try_advisory_lock($1)")
-                        .bind(key)
-                        .fetch_one(&mut **conn)
-                        .await?;
-                    row.try_get::<bool, _>(0)?
-                }
-                Backend::Sqlite => {
-                    let f = match file.as_mut() {
-                        Some(f) => f,
-                        None => {
-                            let db = self.sqlite_file.clone().unwrap_or_default();
-                            let path = db.with_file_name(format!(
-                                "{}.sync-{domain}.lock",
-                                db.file_name().map_or_else(
-                                    || "store".into(),
-                                    |n| n.to_string_lossy().into_owned()
-                                )
-                            ));
-                            let f = std::fs::OpenOptions::new()
-                                .create(true)
-                                .truncate(false)
-                                .write(true)
-                                .open(&path)
-                                .map_err(|source| StoreError::LockFile {
-                                    path: path.display().to_string(),
-                                    source,
-                                })?;
-                            file.insert(f)
-                        }
-                    };
-                    match f.try_lock() {
-                        Ok(()) => true,
-                        Err(std::fs::TryLockError::WouldBlock) => false,
-                        Err(std::fs::TryLockError::Error(source)) => {
-                            return Err(StoreError::LockFile {
-                                path: domain.to_string(),
-                                source,
-                            })
-                        }
-                    }
-                }
-            };
-            if got {
-                let inner = match (pg_conn, file) {
-                    (Some(c), _) => LockInner::Advisory(c, key),
-                    (None, Some(f)) => LockInner::File(f),
-                    (None, None) => return Err(StoreError::Corrupt("lock state".into())),
-                };
-                return Ok(DomainLock { inner });
-            }
-            let waited = started.elapsed();
-            if waited >= wait {
-                return Err(StoreError::LockTimeout {
-                    domain: domain.to_string(),
-                    waited,
-                });
-            }
-            if !warned {
-                tracing::warn!(
-                    domain,
-                    "another sync of this domain is running; waiting for it"
-                );
-                warned = true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite).
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
         Ok(match self.backend {
@@ -451,129 +219,6 @@ impl Store {
             Backend::Postgres => self.pool.begin().await?,
         })
     }
-
-    /// The domain's id and revision, if it was ever written.
-    pub async fn find_domain(&self, name: &str) -> Result<Option<DomainRow>, StoreError> {
-        let row: Option<AnyRow> = sqlx::query("SELECT id, revision FROM domains WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|r| -> Result<DomainRow, sqlx::Error> {
-                Ok(DomainRow {
-                    id: r.try_get(0)?,
-                    revision: r.try_get(1)?,
-                })
-            })
-            .transpose()?)
-    }
-
-    /// Creates or refreshes the domain row, its configured sites and number
-    /// inventory from the config. Does not touch users or the revision.
-    #[tracing::instrument(skip_all, fields(domain = %d.name))]
-    pub async fn ensure_domain(&self, d: &DomainConfig) -> Result<DomainRow, StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO domains (name, emergency_caller_id, timezone, language, dial_permission, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (name) DO UPDATE SET emergency_caller_id = excluded.emergency_caller_id,
-               timezone = excluded.timezone, language = excluded.language,
-               dial_permission = excluded.dial_permission",
-        )
-        .bind(&d.name)
-        .bind(d.emergency_caller_id.as_ref().map(|p| p.as_str().to_string()))
-        .bind(d.timezone.clone())
-        .bind(d.language.clone())
-        .bind(d.dial_permission.clone())
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query("SELECT id, revision FROM domains WHERE name = $1")
-            .bind(&d.name)
-            .fetch_one(&mut *tx)
-            .await?;
-        let dom = DomainRow {
-            id: row.try_get(0)?,
-            revision: row.try_get(1)?,
-        };
-        for s in &d.sites {
-            sqlx::query(
-                "INSERT INTO sites (domain_id, name, timezone, language, area_code, caller_id, dial_permission)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (domain_id, name) DO UPDATE SET timezone = excluded.timezone,
-                   language = excluded.language, area_code = excluded.area_code,
-                   caller_id = excluded.caller_id, dial_permission = excluded.dial_permission",
-            )
-            .bind(dom.id)
-            .bind(&s.name)
-            .bind(s.timezone.clone())
-            .bind(s.language.clone())
-            .bind(s.area_code.clone())
-            .bind(s.caller_id.as_ref().map(|p| p.as_str().to_string()))
-            .bind(s.dial_permission.clone())
-            .execute(&mut *tx)
-            .await?;
-        }
-        for chunk in d.numbers.chunks(500) {
-            let mut q = Sql::new(
-                tx.backend_name(),
-                "INSERT INTO phone_numbers (domain_id, number) ",
-            );
-            q.values(chunk, |t, n| {
-                t.bind(dom.id).bind(n.as_str().to_string());
-            });
-            q.push(" ON CONFLICT (domain_id, number) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(dom)
-    }
-
-    /// Makes sure every named department and site exists (naming a new one
-    /// creates it), inside the caller's transaction.
-    pub async fn ensure_names(
-        tx: &mut Transaction<'static, Any>,
-        domain_id: i64,
-        table: NameTable,
-        names: &[&str],
-    ) -> Result<(), StoreError> {
-        let sql = match table {
-            NameTable::Departments => "INSERT INTO departments (domain_id, name) ",
-            NameTable::Sites => "INSERT INTO sites (domain_id, name) ",
-        };
-        for chunk in names.chunks(500) {
-            let mut q = Sql::new(tx.backend_name(), sql);
-            q.values(chunk, |t, n| {
-                t.bind(domain_id).bind(n.to_string());
-            });
-            q.push(" ON CONFLICT (domain_id, name) DO NOTHING");
-            q.build().execute(&mut **tx).await?;
-        }
-        Ok(())
-    }
-
-    /// Optimistic lock on the domain: moves the revision from `expected` to
-    /// `expected + 1`; false if someone else changed the domain meanwhile.
-    pub async fn bump_revision(
-        tx: &mut Transaction<'static, Any>,
-        domain_id: i64,
-        expected: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE domains SET revision = revision + 1 WHERE id = $1 AND revision = $2",
-        )
-        .bind(domain_id)
-        .bind(expected)
-        .execute(&mut **tx)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum NameTable {
-    Departments,
-    Sites,
 }
 
 /// Hides the password in a connection URL for messages and logs.
@@ -591,20 +236,4 @@ pub fn redact_url(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            super::redact_url("postgres://pbx:s3cret@db/pbx"),
-            "postgres://pbx:***@db/pbx"
-        );
-        assert_eq!(
-            super::redact_url("postgres://pbx@db/pbx"),
-            "postgres://pbx@db/pbx"
-        );
-        assert_eq!(
-            super::redact_url("sqlite:///var/x.db"),
-            "sqlite:///var/x.db"
-        );
-    }
-}
+mod tests;

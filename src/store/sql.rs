@@ -2,9 +2,11 @@
 //! writes `?` placeholders, which PostgreSQL rejects, so multi-row statements
 //! are built here with `$n` placeholders that both engines accept.
 
+use super::StoreError;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::Any;
+use sqlx::Transaction;
 
 /// A bound value: the column types the store uses.
 #[derive(Debug, Clone)]
@@ -140,24 +142,87 @@ impl Tuple<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Sql;
-
-    #[test]
-    fn numbers_placeholders_across_rows() {
-        let mut s = Sql::new("PostgreSQL", "INSERT INTO t (a, b) ");
-        s.values([(1_i64, "x"), (2, "y")], |t, (a, b)| {
-            t.bind(a).bind(b.to_string());
-        });
-        s.push(" WHERE id IN ").list([7_i64, 8]);
-        assert_eq!(
-            s.text,
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) WHERE id IN ($5, $6)"
-        );
-        assert_eq!(s.values.len(), 6);
-        let mut s = Sql::new("SQLite", "DELETE FROM t WHERE id IN ");
-        s.list([1_i64, 2]);
-        assert_eq!(s.text, "DELETE FROM t WHERE id IN (?, ?)");
+/// Ids for `n` new rows of `table`, taken before the rows are built so that
+/// statements referring to them (devices to users, outbox to links) need no
+/// `RETURNING`: sqlx's SQLite worker hands each returned row to the async
+/// side through a 50-slot channel, and that thread ping-pong cost a 100k-user
+/// import about a second. Also returns, on SQLite, the id the next rows will
+/// get unless another writer comes first: apply builds its next chunk with
+/// those ids while this one is in the database, and rebuilds it if wrong.
+///
+/// SQLite: the ids after the current largest. Sound because every SQLite
+/// write transaction begins `IMMEDIATE`, so no other writer can add rows
+/// before this one commits. PostgreSQL: drawn from the table's identity
+/// sequence, as a default id would be (no guess at the next ones).
+pub async fn allocate_ids(
+    tx: &mut Transaction<'static, Any>,
+    table: &'static str,
+    n: usize,
+) -> Result<(Vec<i64>, Option<i64>), StoreError> {
+    if tx.backend_name() == "SQLite" {
+        let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {table}");
+        let base: i64 = sqlx::query_scalar(&sql).fetch_one(&mut **tx).await?;
+        let ids: Vec<i64> = (base + 1..).take(n).collect();
+        return Ok((ids, Some(base + 1 + n as i64)));
     }
+    if n == 0 {
+        return Ok((Vec::new(), None));
+    }
+    let sql = format!(
+        "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, $1)"
+    );
+    let ids: Vec<i64> = sqlx::query_scalar(&sql)
+        .bind(n as i64)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok((ids, None))
 }
+
+/// Polls `fut` once, which hands a statement to the database, then runs
+/// `work` on this thread and finishes `fut`. On SQLite the engine runs on
+/// sqlx's worker thread, so the two overlap.
+async fn overlap<F: std::future::Future, T>(fut: F, work: impl FnOnce() -> T) -> (F::Output, T) {
+    let mut fut = std::pin::pin!(fut);
+    let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    let out = work();
+    let done = match polled {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => fut.await,
+    };
+    (done, out)
+}
+
+/// Executes the statements in order, binding each while the database runs
+/// the one before.
+pub async fn execute_all(
+    tx: &mut Transaction<'static, Any>,
+    statements: &[Sql],
+) -> Result<(), StoreError> {
+    let mut queries = statements.iter().map(Sql::build);
+    let mut next = queries.next();
+    while let Some(q) = next {
+        let (done, following) = overlap(q.execute(&mut **tx), || queries.next()).await;
+        done?;
+        next = following;
+    }
+    Ok(())
+}
+
+/// Executes the statements in order and runs `work` on this thread while
+/// the database executes the first.
+pub async fn execute_while<T>(
+    tx: &mut Transaction<'static, Any>,
+    statements: &[Sql],
+    work: impl FnOnce() -> T,
+) -> Result<T, StoreError> {
+    let Some((first, rest)) = statements.split_first() else {
+        return Ok(work());
+    };
+    let (done, out) = overlap(first.build().execute(&mut **tx), work).await;
+    done?;
+    execute_all(tx, rest).await?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

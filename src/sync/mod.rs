@@ -313,7 +313,7 @@ async fn execute(
                 file: plan.files.join(", "),
                 row: None,
                 column: None,
-                message: e.to_string(),
+                message: crate::model::chain(&e),
                 source_id: None,
             });
             store.finish_run(run_id, &report).await?;

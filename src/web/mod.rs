@@ -3,6 +3,7 @@
 //! format. Every response carries strict security headers.
 
 pub mod policy;
+mod texts;
 pub mod welcome;
 
 use crate::report::RunReport;

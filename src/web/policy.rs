@@ -237,16 +237,26 @@ fn keypad_line(d: &[u8]) -> bool {
 
 /// argon2id with OWASP's parameters (19 MiB, 2 passes, 1 lane), PHC string.
 /// CPU-heavy: call it off the async threads (`spawn_blocking`).
-pub fn hash_secret(secret: &str) -> Result<String, String> {
-    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| e.to_string())?;
+pub fn hash_secret(secret: &str) -> Result<String, HashError> {
+    let params = Params::new(19 * 1024, 2, 1, None).map_err(HashError::Params)?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let salt = SaltString::generate(&mut OsRng);
-    argon
+    let hash = argon
         .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(HashError::Hash)?;
+    Ok(hash.to_string())
+}
+
+/// Hashing a secret failed (argon2's parameters or its hasher). argon2
+/// built without `std` has no `std::error::Error` to chain, so the cause is
+/// kept as a value and shown in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("argon2 parameters refused: {0}")]
+    Params(argon2::Error),
+    #[error("argon2 hashing failed: {0}")]
+    Hash(argon2::password_hash::Error),
 }
 
 #[cfg(test)]
-#[path = "policy_tests.rs"]
 mod tests;

@@ -8,7 +8,8 @@
 //! key) that must match a SameSite=Strict cookie; a cross-site Origin is
 //! refused. Requests are rate-limited per client address.
 
-use super::policy::{hash_secret, Owner, Policy};
+use super::policy::{hash_secret, HashError, Owner, Policy};
+use super::texts::{browser_words, words, Words};
 use crate::mail::token::{plausible_token, token_hash, LinkKey};
 use crate::store::{LinkView, Store};
 use crate::time::now;
@@ -160,110 +161,6 @@ struct MessagePage<'a> {
     button: &'a str,
 }
 
-/// The pages' words in one language (the form has a template per language).
-struct Words {
-    lang: &'static str,
-    too_many: (&'static str, &'static str),
-    dead: (&'static str, [&'static str; 2]),
-    renew_button: &'static str,
-    forbidden: (&'static str, &'static str),
-    error: (&'static str, &'static str),
-    done: &'static str,
-    done_both: &'static str,
-    done_password: &'static str,
-    check: (&'static str, &'static str),
-    password_mismatch: &'static str,
-    pin_mismatch: &'static str,
-}
-
-const EN: Words = Words {
-    lang: "en",
-    too_many: ("Too many requests", "Please wait a minute and try again."),
-    dead: (
-        "This link does not work",
-        [
-            "It may have expired, been used already, or been replaced by a newer email.",
-            "If it was sent to you and you have not finished setting up, we can email you a new link. It goes only to the address we have on file.",
-        ],
-    ),
-    renew_button: "Send me a new link",
-    forbidden: (
-        "Please start again",
-        "This form expired or did not come from this page. Open the link from your email again.",
-    ),
-    error: (
-        "Something went wrong",
-        "Nothing was changed. Please try again in a few minutes.",
-    ),
-    done: "You are all set",
-    done_both: "Your portal password and voicemail PIN are saved. You can close this page.",
-    done_password: "Your portal password is saved. You can close this page.",
-    check: (
-        "Check your email",
-        "If this link was sent to someone who has not finished setting up, a new link is on its way to the address on file. Earlier links no longer work.",
-    ),
-    password_mismatch: "The two passwords are not the same.",
-    pin_mismatch: "The two PINs are not the same.",
-};
-
-const DE: Words = Words {
-    lang: "de",
-    too_many: ("Zu viele Anfragen", "Bitte warten Sie eine Minute und versuchen Sie es erneut."),
-    dead: (
-        "Dieser Link funktioniert nicht",
-        [
-            "Er ist vielleicht abgelaufen, wurde schon benutzt oder durch eine neuere E-Mail ersetzt.",
-            "Wenn er an Sie ging und Sie die Einrichtung noch nicht abgeschlossen haben, schicken wir Ihnen einen neuen Link. Er geht nur an die Adresse, die wir von Ihnen haben.",
-        ],
-    ),
-    renew_button: "Neuen Link schicken",
-    forbidden: (
-        "Bitte neu beginnen",
-        "Dieses Formular ist abgelaufen oder kam nicht von dieser Seite. Öffnen Sie den Link aus Ihrer E-Mail erneut.",
-    ),
-    error: (
-        "Etwas ist schiefgegangen",
-        "Es wurde nichts geändert. Bitte versuchen Sie es in ein paar Minuten erneut.",
-    ),
-    done: "Alles erledigt",
-    done_both: "Ihr Portal-Passwort und Ihre Sprachbox-PIN sind gespeichert. Sie können diese Seite schließen.",
-    done_password: "Ihr Portal-Passwort ist gespeichert. Sie können diese Seite schließen.",
-    check: (
-        "Bitte sehen Sie in Ihre E-Mails",
-        "Wenn dieser Link an jemanden ging, der die Einrichtung noch nicht abgeschlossen hat, ist ein neuer Link an die hinterlegte Adresse unterwegs. Frühere Links funktionieren nicht mehr.",
-    ),
-    password_mismatch: "Die beiden Passwörter sind nicht gleich.",
-    pin_mismatch: "Die beiden PINs sind nicht gleich.",
-};
-
-fn words(lang: &str) -> &'static Words {
-    match crate::model::language(Some(lang)) {
-        "de" => &DE,
-        _ => &EN,
-    }
-}
-
-/// For pages without a user (dead links, errors): the browser's first
-/// language with templates, English otherwise. Says nothing about accounts.
-fn browser_words(headers: &HeaderMap) -> &'static Words {
-    let accept = headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    accept
-        .split(',')
-        .filter_map(|t| {
-            let tag = t.split(';').next()?.trim();
-            let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
-            crate::model::LANGUAGES
-                .iter()
-                .find(|l| **l == primary)
-                .copied()
-        })
-        .next()
-        .map_or(&EN, words)
-}
-
 fn html(t: impl Template) -> Html<String> {
     Html(t.render().unwrap_or_else(|e| {
         tracing::error!(error = %e, "page template failed");
@@ -340,8 +237,9 @@ async fn lookup(
     }
 }
 
+/// What the form says under each field.
 #[derive(Default)]
-struct Errors {
+struct FieldErrors {
     password: String,
     confirm: String,
     pin: String,
@@ -352,7 +250,7 @@ fn form_page(
     app: &WelcomeApp,
     link: &LinkView,
     hash: &str,
-    errors: Errors,
+    errors: FieldErrors,
     status: StatusCode,
 ) -> Response {
     let form = app.key.form_token(hash, now());
@@ -390,7 +288,9 @@ async fn show(
     match lookup(&app, w, &token).await {
         Err(r) => r,
         Ok((hash, None)) => dead_link(&app, w, &token, &hash),
-        Ok((hash, Some(link))) => form_page(&app, &link, &hash, Errors::default(), StatusCode::OK),
+        Ok((hash, Some(link))) => {
+            form_page(&app, &link, &hash, FieldErrors::default(), StatusCode::OK)
+        }
     }
 }
 
@@ -458,13 +358,57 @@ async fn submit(
         Ok((_, Some(l))) => l,
     };
     let w = words(link.language.as_deref().unwrap_or("en"));
+    let (password, pin) = match check_secrets(&app, &link, w, &form) {
+        Ok(chosen) => chosen,
+        Err(errors) => {
+            return form_page(&app, &link, &hash, errors, StatusCode::UNPROCESSABLE_ENTITY)
+        }
+    };
+    let Some((pw_hash, pin_hash)) = hash_secrets(&app, password, pin).await else {
+        return server_error(w);
+    };
+    match app
+        .store
+        .complete_link(&hash, &pw_hash, pin_hash.as_deref())
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(
+                domain = %link.domain,
+                extension = %link.extension,
+                "welcome completed: password{} set",
+                if link.voicemail { " and PIN" } else { "" }
+            );
+            let said = match link.voicemail {
+                true => w.done_both,
+                false => w.done_password,
+            };
+            (StatusCode::OK, message_page(w, w.done, &[said], None)).into_response()
+        }
+        // Another submission of this link won the race.
+        Ok(false) => dead_link(&app, bw, &token, &hash),
+        Err(e) => {
+            tracing::error!(error = %e, "saving the new secrets failed");
+            server_error(w)
+        }
+    }
+}
+
+/// The password (and, with voicemail, the PIN) the form chose, checked
+/// against the policy and their confirmations; or what to say about each.
+fn check_secrets(
+    app: &WelcomeApp,
+    link: &LinkView,
+    w: &Words,
+    form: &HashMap<String, String>,
+) -> Result<(String, Option<String>), FieldErrors> {
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let owner = Owner {
         first_name: &link.first_name,
         last_name: link.last_name.as_deref(),
         extension: &link.extension,
     };
-    let mut errors = Errors::default();
+    let mut errors = FieldErrors::default();
     let password = match app.policy.password(field("password"), &owner) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -487,61 +431,37 @@ async fn submit(
         && errors.confirm.is_empty()
         && errors.pin.is_empty()
         && errors.pin_confirm.is_empty());
-    let Some(password) = password.filter(|_| !failed) else {
-        return form_page(&app, &link, &hash, errors, StatusCode::UNPROCESSABLE_ENTITY);
+    match password.filter(|_| !failed) {
+        Some(password) => Ok((password, link.voicemail.then_some(pin))),
+        None => Err(errors),
+    }
+}
+
+/// argon2id hashes of the new secrets, a few at a time and off the async
+/// threads; `None` (logged) if hashing failed.
+async fn hash_secrets(
+    app: &WelcomeApp,
+    password: String,
+    pin: Option<String>,
+) -> Option<(String, Option<String>)> {
+    let Ok(_permit) = app.hashing.acquire().await else {
+        return None;
     };
-    let hashed = {
-        let Ok(_permit) = app.hashing.acquire().await else {
-            return server_error(w);
-        };
-        let pin = link.voicemail.then_some(pin);
-        tokio::task::spawn_blocking(move || {
-            let pw = hash_secret(&password)?;
-            let pin = pin.map(|p| hash_secret(&p)).transpose()?;
-            Ok::<_, String>((pw, pin))
-        })
-        .await
-    };
-    let (pw_hash, pin_hash) = match hashed {
-        Ok(Ok(h)) => h,
+    let hashed = tokio::task::spawn_blocking(move || {
+        let pw = hash_secret(&password)?;
+        let pin = pin.map(|p| hash_secret(&p)).transpose()?;
+        Ok::<_, HashError>((pw, pin))
+    })
+    .await;
+    match hashed {
+        Ok(Ok(h)) => Some(h),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "hashing the new secrets failed");
-            return server_error(w);
+            None
         }
         Err(e) => {
             tracing::error!(error = %e, "hashing the new secrets failed");
-            return server_error(w);
-        }
-    };
-    match app
-        .store
-        .complete_link(&hash, &pw_hash, pin_hash.as_deref())
-        .await
-    {
-        Ok(true) => {
-            tracing::info!(
-                domain = %link.domain,
-                extension = %link.extension,
-                "welcome completed: password{} set",
-                if link.voicemail { " and PIN" } else { "" }
-            );
-            let page = message_page(
-                w,
-                w.done,
-                &[if link.voicemail {
-                    w.done_both
-                } else {
-                    w.done_password
-                }],
-                None,
-            );
-            (StatusCode::OK, page).into_response()
-        }
-        // Another submission of this link won the race.
-        Ok(false) => dead_link(&app, bw, &token, &hash),
-        Err(e) => {
-            tracing::error!(error = %e, "saving the new secrets failed");
-            server_error(w)
+            None
         }
     }
 }

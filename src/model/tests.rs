@@ -1,0 +1,59 @@
+use super::*;
+
+#[test]
+fn extensions() {
+    assert_eq!(Extension::parse(" 1001 ").unwrap().number(), Some(1001));
+    assert_eq!(Extension::parse("JSmith").unwrap().as_str(), "jsmith");
+    assert_eq!(Extension::parse("jsmith").unwrap().number(), None);
+    assert!(Extension::parse("").is_err());
+    assert!(Extension::parse("10-01").is_err());
+    assert!(Extension::parse("0123").is_err());
+    assert!(Extension::parse("0").is_ok());
+    assert!(Extension::parse("1234567890123456").is_err());
+}
+
+#[test]
+fn emails() {
+    assert_eq!(
+        Email::parse(" Jane.Doe@ACME.Example ").unwrap().as_str(),
+        "Jane.Doe@acme.example"
+    );
+    for bad in [
+        "",
+        "jane",
+        "jane@",
+        "@acme.example",
+        "jane@acme",
+        "ja ne@acme.example",
+        "a@b@c.d",
+        "jane@-acme.example",
+    ] {
+        assert!(Email::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn scopes_are_forgiving() {
+    assert_eq!(
+        Scope::parse("call center agent").unwrap(),
+        Scope::CallCenterAgent
+    );
+    assert_eq!(
+        Scope::parse("Call-Center_Supervisor").unwrap(),
+        Scope::CallCenterSupervisor
+    );
+    assert_eq!(Scope::parse("BASIC USER").unwrap(), Scope::BasicUser);
+    let err = Scope::parse("Wizard").unwrap_err();
+    assert!(err.0.contains("Basic User"), "{err}");
+    assert!(Scope::CallCenterAgent.is_billable());
+    assert!(!Scope::OfficeManager.is_billable());
+}
+
+#[test]
+fn phone_numbers() {
+    assert_eq!(
+        PhoneNumber::parse("+1 (555) 010-0100").unwrap().as_str(),
+        "+15550100100"
+    );
+    assert!(PhoneNumber::parse("call me").is_err());
+}
