@@ -10,8 +10,10 @@ each (default 5), on fresh SQLite files:
   - no-op:     pbx-onboard import FILE again into the store it just filled
 and reports medians, ratios and the peak RSS of pbx-onboard (from wait4).
 
-Usage: python3 benches/import_bench.py [--rows N] [--reps R] [--keep DIR]
-Build first (the script does it): cargo build --release
+Usage: python3 benches/import_bench.py [--rows N] [--reps R] [--keep DIR] [--bin PATH ...]
+Without --bin it builds and times target/release/pbx-onboard. With several
+--bin (e.g. the binary of an earlier commit and this one), each repetition
+times each of them in turn on the same file, so they compare in one run.
 """
 
 import argparse
@@ -86,9 +88,12 @@ def main():
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--keep", help="keep the work folder here")
+    ap.add_argument("--bin", action="append", help="a pbx-onboard binary to time (repeatable)")
     a = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if not a.bin:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    bins = a.bin or [BIN]
     if not shutil.which("sqlite3"):
         sys.exit("sqlite3 not found: apt-get install sqlite3")
     work = a.keep or tempfile.mkdtemp(prefix="pbx-bench-")
@@ -97,44 +102,56 @@ def main():
     generate(csv_path, a.rows)
     print(f"{a.rows} rows, {os.path.getsize(csv_path) / 1e6:.1f} MB CSV, {a.reps} repetitions")
 
-    ref, full, noop, rss_full, rss_noop = [], [], [], [], []
+    ref = []
+    runs = {b: {"full": [], "noop": [], "rss_full": [], "rss_noop": []} for b in bins}
     for rep in range(a.reps):
         d = os.path.join(work, f"rep{rep}")
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
-        with open(os.path.join(d, "pbx.toml"), "w") as f:
-            f.write(CONFIG)
         t, _, _ = timed(["sqlite3", os.path.join(d, "ref.db"), ".mode csv", f".import {csv_path} staff"], d)
         ref.append(t)
-        cmd = [BIN, "--config", os.path.join(d, "pbx.toml"), "import", csv_path, "--format", "json", "--no-mail"]
-        t, rss, _ = timed(cmd, d)
-        full.append(t)
-        rss_full.append(rss)
-        t, rss, _ = timed(cmd, d)
-        noop.append(t)
-        rss_noop.append(rss)
-        print(f"  rep {rep + 1}: sqlite3 .import {ref[-1]:.3f}s  full {full[-1]:.3f}s  no-op {noop[-1]:.3f}s")
+        line = f"  rep {rep + 1}: sqlite3 .import {ref[-1]:.3f}s"
+        for i, b in enumerate(bins):
+            bd = os.path.join(d, f"bin{i}")
+            os.makedirs(bd)
+            with open(os.path.join(bd, "pbx.toml"), "w") as f:
+                f.write(CONFIG)
+            cmd = [b, "--config", os.path.join(bd, "pbx.toml"), "import", csv_path, "--format", "json", "--no-mail"]
+            r = runs[b]
+            t, rss, _ = timed(cmd, bd)
+            r["full"].append(t)
+            r["rss_full"].append(rss)
+            t, rss, _ = timed(cmd, bd)
+            r["noop"].append(t)
+            r["rss_noop"].append(rss)
+            line += f"  [{i}] full {r['full'][-1]:.3f}s no-op {r['noop'][-1]:.3f}s"
+        print(line)
 
-    # Check the last store really holds every user and device.
-    out = subprocess.run(
-        ["sqlite3", os.path.join(work, f"rep{a.reps - 1}", "store.db"),
-         "SELECT COUNT(*), (SELECT COUNT(*) FROM devices) FROM users"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    users, devices = (int(x) for x in out.split("|"))
-    if users != a.rows or devices != a.rows:
-        sys.exit(f"store holds {users} users and {devices} devices, expected {a.rows}")
+    # Check the last stores really hold every user and device.
+    for i in range(len(bins)):
+        out = subprocess.run(
+            ["sqlite3", os.path.join(work, f"rep{a.reps - 1}", f"bin{i}", "store.db"),
+             "SELECT COUNT(*), (SELECT COUNT(*) FROM devices) FROM users"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        users, devices = (int(x) for x in out.split("|"))
+        if users != a.rows or devices != a.rows:
+            sys.exit(f"[{i}] store holds {users} users and {devices} devices, expected {a.rows}")
 
-    m_ref, m_full, m_noop = (statistics.median(x) for x in (ref, full, noop))
+    m_ref = statistics.median(ref)
+    mb = lambda mib: mib * 1.048576  # noqa: E731
     print()
     print(f"median sqlite3 .import : {m_ref:.3f} s")
-    print(f"median full import     : {m_full:.3f} s  = {m_full / m_ref:.1f}x sqlite3 (target <= 10x)")
-    print(f"median no-op re-import : {m_noop:.3f} s  = {m_noop / m_ref:.1f}x sqlite3 (target <= 3x)")
-    mb = lambda mib: mib * 1.048576  # noqa: E731
-    print(
-        f"peak RSS full / no-op  : {max(rss_full):.0f} MiB ({mb(max(rss_full)):.0f} MB) / "
-        f"{max(rss_noop):.0f} MiB ({mb(max(rss_noop)):.0f} MB) (target <= 250 MB)"
-    )
+    for i, b in enumerate(bins):
+        r = runs[b]
+        m_full, m_noop = statistics.median(r["full"]), statistics.median(r["noop"])
+        print(f"[{i}] {b}")
+        print(f"  median full import     : {m_full:.3f} s  = {m_full / m_ref:.1f}x sqlite3")
+        print(f"  median no-op re-import : {m_noop:.3f} s  = {m_noop / m_ref:.1f}x sqlite3")
+        print(
+            f"  peak RSS full / no-op  : {max(r['rss_full']):.0f} MiB ({mb(max(r['rss_full'])):.0f} MB) / "
+            f"{max(r['rss_noop']):.0f} MiB ({mb(max(r['rss_noop'])):.0f} MB)"
+        )
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -11,7 +11,8 @@ on a free loopback port, then times, REPS times each (default 5):
                read + map + plan + apply (users and devices)
 and reports medians and ratios. Whole processes are timed on both sides.
 
-Usage: python3 benches/ldap_bench.py [--rows N] [--reps R] [--keep DIR]
+Usage: python3 benches/ldap_bench.py [--rows N] [--reps R] [--keep DIR] [--bin PATH ...]
+(several --bin: each repetition times each binary in turn, for before/after)
 Needs slapd, ldap-utils (apt-get install slapd ldap-utils).
 """
 
@@ -128,11 +129,14 @@ def main():
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--keep", help="keep the work folder here")
+    ap.add_argument("--bin", action="append", help="a pbx-onboard binary to time (repeatable)")
     a = ap.parse_args()
     for tool in ("slapadd", "ldapsearch"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"{tool} not found: apt-get install slapd ldap-utils")
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if not a.bin:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    bins = a.bin or [BIN]
     work = a.keep or tempfile.mkdtemp(prefix="pbx-ldap-bench-")
     os.makedirs(os.path.join(work, "db"), exist_ok=True)
     conf = os.path.join(work, "slapd.conf")
@@ -159,35 +163,45 @@ def main():
             f.write(SVC_PW)
         search = ["ldapsearch", "-x", "-LLL", "-H", url, "-D", SVC, "-w", SVC_PW, "-b", BASE,
                   "-E", "pr=1000/noprompt", FILTER] + ATTRS
-        ref, read, sync = [], [], []
+        ref = []
+        runs = {b: {"read": [], "sync": []} for b in bins}
         for rep in range(a.reps):
             d = os.path.join(work, f"rep{rep}")
             shutil.rmtree(d, ignore_errors=True)
             os.makedirs(d)
-            cfg = os.path.join(d, "pbx.toml")
-            with open(cfg, "w") as f:
-                f.write(CONFIG.format(port=port, svc=SVC, pwfile=pwfile, base=BASE))
             t, _ = timed(search, d)
             ref.append(t)
-            t, out = timed([BIN, "--config", cfg, "check-config"], d, subprocess.PIPE)
-            if f"{a.rows} entries match" not in out:
-                sys.exit(f"check-config did not read {a.rows} entries:\n{out}")
-            read.append(t)
-            t, _ = timed([BIN, "--config", cfg, "sync", "--full", "--format", "json", "--no-mail"], d)
-            sync.append(t)
-            print(f"  rep {rep + 1}: ldapsearch {ref[-1]:.3f}s  read {read[-1]:.3f}s  read+plan+apply {sync[-1]:.3f}s")
-        out = subprocess.run(["sqlite3", os.path.join(work, f"rep{a.reps - 1}", "store.db"),
-                              "SELECT COUNT(*) FROM users"], capture_output=True, text=True, check=True)
-        if int(out.stdout.strip()) != a.rows:
-            sys.exit(f"store holds {out.stdout.strip()} users, expected {a.rows}")
+            line = f"  rep {rep + 1}: ldapsearch {ref[-1]:.3f}s"
+            for i, b in enumerate(bins):
+                bd = os.path.join(d, f"bin{i}")
+                os.makedirs(bd)
+                cfg = os.path.join(bd, "pbx.toml")
+                with open(cfg, "w") as f:
+                    f.write(CONFIG.format(port=port, svc=SVC, pwfile=pwfile, base=BASE))
+                t, out = timed([b, "--config", cfg, "check-config"], bd, subprocess.PIPE)
+                if f"{a.rows} entries match" not in out:
+                    sys.exit(f"check-config did not read {a.rows} entries:\n{out}")
+                runs[b]["read"].append(t)
+                t, _ = timed([b, "--config", cfg, "sync", "--full", "--format", "json", "--no-mail"], bd)
+                runs[b]["sync"].append(t)
+                line += f"  [{i}] read {runs[b]['read'][-1]:.3f}s read+plan+apply {runs[b]['sync'][-1]:.3f}s"
+            print(line)
+        for i in range(len(bins)):
+            out = subprocess.run(["sqlite3", os.path.join(work, f"rep{a.reps - 1}", f"bin{i}", "store.db"),
+                                  "SELECT COUNT(*) FROM users"], capture_output=True, text=True, check=True)
+            if int(out.stdout.strip()) != a.rows:
+                sys.exit(f"[{i}] store holds {out.stdout.strip()} users, expected {a.rows}")
     finally:
         slapd.send_signal(signal.SIGTERM)
         slapd.wait(timeout=30)
-    m_ref, m_read, m_sync = (statistics.median(x) for x in (ref, read, sync))
+    m_ref = statistics.median(ref)
     print()
     print(f"median ldapsearch pr=1000      : {m_ref:.3f} s")
-    print(f"median pbx-onboard read        : {m_read:.3f} s  = {m_read / m_ref:.2f}x ldapsearch (target <= 1.5x)")
-    print(f"median read + plan + apply     : {m_sync:.3f} s  = {m_sync / m_ref:.2f}x ldapsearch (target <= 3x)")
+    for i, b in enumerate(bins):
+        m_read, m_sync = statistics.median(runs[b]["read"]), statistics.median(runs[b]["sync"])
+        print(f"[{i}] {b}")
+        print(f"  median pbx-onboard read        : {m_read:.3f} s  = {m_read / m_ref:.2f}x ldapsearch")
+        print(f"  median read + plan + apply     : {m_sync:.3f} s  = {m_sync / m_ref:.2f}x ldapsearch")
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
 
