@@ -32,7 +32,18 @@ pub enum ApplyError {
     StoreChanged { expected: i64, found: i64 },
     #[error("the plan is for domain {plan}, which is not configured")]
     UnknownDomain { plan: String },
+    #[error("the store {store} has not answered for {}s; stopped here (each committed chunk is kept; the next run applies the rest)", waited.as_secs())]
+    StoreUnreachable {
+        store: String,
+        waited: Duration,
+        #[source]
+        source: StoreError,
+    },
 }
+
+/// How long apply keeps retrying a store that does not answer before it
+/// gives up on the run (each try also waits up to `store.timeout_seconds`).
+pub const STORE_OUTAGE_WAIT: Duration = Duration::from_secs(40);
 
 #[derive(Debug, Default)]
 pub struct ApplyOutcome {
@@ -152,6 +163,9 @@ pub async fn apply_plan(
                     found,
                 });
             }
+            Err(ChunkError::Unreachable(source, waited)) => {
+                return Err(unreachable(store, source, waited));
+            }
             Err(ChunkError::Store(e)) if chunk.len() > 1 => {
                 tracing::warn!(error = %e, users = chunk.len(), "chunk failed; applying its users one by one");
                 for one in chunk {
@@ -170,17 +184,32 @@ pub async fn apply_plan(
                                 found,
                             });
                         }
+                        Err(ChunkError::Unreachable(source, waited)) => {
+                            return Err(unreachable(store, source, waited));
+                        }
                         Err(ChunkError::Store(e)) => out.failed.push(failed(one, &e)),
                     }
                 }
             }
-            Err(ChunkError::Store(e)) => out.failed.push(failed(chunk[0], &e)),
+            Err(ChunkError::Store(e)) => {
+                if let Some(one) = chunk.first() {
+                    out.failed.push(failed(one, &e));
+                }
+            }
         }
         out.chunks += 1;
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+fn unreachable(store: &Store, source: StoreError, waited: Duration) -> ApplyError {
+    ApplyError::StoreUnreachable {
+        store: store.shown().to_string(),
+        waited,
+        source,
+    }
 }
 
 fn failed(a: &Action, e: &StoreError) -> Failed {
@@ -201,6 +230,8 @@ fn failed(a: &Action, e: &StoreError) -> Failed {
 enum ChunkError {
     Changed(i64),
     Store(StoreError),
+    /// The store stayed unreachable for `STORE_OUTAGE_WAIT`.
+    Unreachable(StoreError, Duration),
 }
 
 impl From<StoreError> for ChunkError {
@@ -221,8 +252,23 @@ where
     Fut: std::future::Future<Output = Result<T, ChunkError>>,
 {
     let mut attempt = 0;
+    let mut outage: Option<Instant> = None;
     loop {
         match f().await {
+            // A store that does not answer is waited for (it may be back in
+            // seconds), up to a bound; its chunk is never split for it.
+            Err(ChunkError::Store(e)) if e.is_connection() => {
+                let since = *outage.get_or_insert_with(Instant::now);
+                let waited = since.elapsed();
+                if waited >= STORE_OUTAGE_WAIT {
+                    return Err(ChunkError::Unreachable(e, waited));
+                }
+                out.retries += 1;
+                let wait = Duration::from_millis(250 << attempt.min(4)).min(Duration::from_secs(4));
+                attempt += 1;
+                tracing::warn!(error = %e, ?waited, ?wait, "the store does not answer; retrying");
+                tokio::time::sleep(wait).await;
+            }
             Err(ChunkError::Store(e)) if e.is_transient() && attempt + 1 < MAX_ATTEMPTS => {
                 attempt += 1;
                 out.retries += 1;

@@ -170,19 +170,35 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
         let mailer = Arc::new(crate::mail::Mailer::new(&cfg.mail)?);
         let wake = Arc::new(tokio::sync::Notify::new());
         let welcome = welcome_app(&cfg, &store, &mailer, wake.clone())?;
-        tasks.spawn(mail_worker(
-            mailer,
-            store.clone(),
-            wake,
-            quit_rx.clone(),
-            stop.clone(),
-            metrics.clone(),
-        ));
+        {
+            let (store, quit, stop, m) = (
+                store.clone(),
+                quit_rx.clone(),
+                stop.clone(),
+                metrics.clone(),
+            );
+            tasks.spawn(supervise(
+                "mail worker",
+                metrics.clone(),
+                quit_rx.clone(),
+                move || {
+                    mail_worker(
+                        mailer.clone(),
+                        store.clone(),
+                        wake.clone(),
+                        quit.clone(),
+                        stop.clone(),
+                        m.clone(),
+                    )
+                },
+            ));
+        }
         let app = web::router(
             AppState {
                 store: store.clone(),
                 metrics: metrics.clone(),
                 sources: cfg.sources.iter().map(|s| s.name.clone()).collect(),
+                mail_overdue: cfg.daemon.mail_overdue,
             },
             Some(welcome),
         );
@@ -227,14 +243,25 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
                 }
                 tasks.spawn(rescan(tx, cfg.daemon.rescan, quit_rx.clone()));
             }
-            tasks.spawn(worker(
-                shared.clone(),
-                store.clone(),
-                source.name.clone(),
-                rx,
-                quit_rx.clone(),
-                stop.clone(),
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            let (cfg, store, name) = (shared.clone(), store.clone(), source.name.clone());
+            let (quit, stop, m) = (quit_rx.clone(), stop.clone(), metrics.clone());
+            let task = format!("source {}", source.name);
+            tasks.spawn(supervise(
+                task,
                 metrics.clone(),
+                quit_rx.clone(),
+                move || {
+                    worker(
+                        cfg.clone(),
+                        store.clone(),
+                        name.clone(),
+                        rx.clone(),
+                        quit.clone(),
+                        stop.clone(),
+                        m.clone(),
+                    )
+                },
             ));
         }
         scheduler.start().await?;
@@ -327,12 +354,56 @@ fn watch_folder(
     Ok(w)
 }
 
+/// Runs a task until it ends; a panic in it is caught, logged, counted in
+/// `/metrics` and the task started again after a pause (1 s, doubling to
+/// 30 s), unless the daemon is stopping. `/healthz` fails while it is down.
+pub async fn supervise<F, Fut>(
+    name: impl Into<String>,
+    metrics: Arc<Metrics>,
+    quit: watch::Receiver<bool>,
+    mut start: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let name = name.into();
+    let mut pause = Duration::from_secs(1);
+    loop {
+        metrics.task_running(&name, true);
+        let ended = tokio::spawn(start()).await;
+        let Err(e) = ended else {
+            metrics.task_running(&name, false);
+            return;
+        };
+        if !e.is_panic() {
+            metrics.task_running(&name, false);
+            return;
+        }
+        metrics.task_panicked(&name);
+        let why = e
+            .into_panic()
+            .downcast::<String>()
+            .map(|s| *s)
+            .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|_| "(no message)".into());
+        tracing::error!(task = %name, panic = %crate::model::excerpt(&why), ?pause, "daemon task panicked; restarting it");
+        if *quit.borrow() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
+        if *quit.borrow() {
+            return;
+        }
+    }
+}
+
 /// One source's passes, one at a time, until the daemon stops.
 async fn worker(
     cfg: Arc<Config>,
     store: Store,
     name: String,
-    mut rx: mpsc::Receiver<()>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<()>>>,
     mut quit: watch::Receiver<bool>,
     stop: StopFlag,
     metrics: Arc<Metrics>,
@@ -340,6 +411,7 @@ async fn worker(
     let Some(source) = cfg.source(&name) else {
         return;
     };
+    let mut rx = rx.lock().await;
     loop {
         tokio::select! {
             got = rx.recv() => if got.is_none() { return },
@@ -449,3 +521,6 @@ fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
         }
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use pbx_onboard::cli::{self, Cli, LogFormat};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -19,8 +20,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter =
         EnvFilter::try_from_env("PBX_ONBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Colour only for a person at a terminal: never into a file or the
+    // journal, never with NO_COLOR (https://no-color.org), never in JSON.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && matches!(cli.log_format, LogFormat::Text);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),

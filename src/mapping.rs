@@ -7,10 +7,29 @@
 
 use crate::config::{DomainConfig, Rule};
 use crate::model::{
-    DeviceType, Email, Extension, Field, Origin, PhoneNumber, RowError, Scope, SourceStatus,
-    StaffRecord, UserFields, UserKind,
+    one_line, DeviceType, Email, Extension, Field, Origin, PhoneNumber, RowError, Scope,
+    SourceStatus, StaffRecord, UserFields, UserKind,
 };
 use serde::{Deserialize, Serialize};
+
+/// Folds control characters in every value of the record to single spaces.
+fn fold_controls(r: &mut StaffRecord) {
+    for v in [&mut r.source_id]
+        .into_iter()
+        .chain(r.first_name.as_mut())
+        .chain(r.last_name.as_mut())
+        .chain(r.department.as_mut())
+        .chain(r.site.as_mut())
+        .chain(r.extension.as_mut())
+        .chain(r.scope.as_mut())
+        .chain(r.title.as_mut())
+        .chain(r.caller_id.as_mut())
+        .chain(r.emails.iter_mut())
+        .chain(r.groups.iter_mut())
+    {
+        one_line(v);
+    }
+}
 
 /// The first value a matching rule sets for a field.
 fn first<T>(rules: &[&Rule], f: impl Fn(&Rule) -> Option<T>) -> Option<T> {
@@ -57,6 +76,10 @@ pub fn map_record(
     domain: &DomainConfig,
     rules: &[Rule],
 ) -> Result<UserSpec, Vec<RowError>> {
+    // Every value becomes one line of a PBX field, an email header or a
+    // page: control characters (a line break typed with Alt+Enter in an
+    // Excel cell, a stray NUL) are folded to a space before anything else.
+    fold_controls(&mut r);
     let mut errs = Errors {
         origin: &r.origin,
         source_id: &r.source_id,

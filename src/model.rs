@@ -34,13 +34,15 @@ impl Extension {
         }
         if s.len() > Self::MAX_LEN {
             return Err(invalid(format!(
-                "extension `{s}` is longer than {} characters",
+                "extension `{}` is longer than {} characters",
+                excerpt(s),
                 Self::MAX_LEN
             )));
         }
         if !s.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(invalid(format!(
-                "extension `{s}` may contain only digits or letters"
+                "extension `{}` may contain only digits or letters",
+                excerpt(s)
             )));
         }
         if s.chars().all(|c| c.is_ascii_digit()) && s.len() > 1 && s.starts_with('0') {
@@ -100,7 +102,7 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let s = raw.trim();
-        let bad = || invalid(format!("`{s}` is not an email address"));
+        let bad = || invalid(format!("`{}` is not an email address", excerpt(s)));
         if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
@@ -161,7 +163,10 @@ impl PhoneNumber {
             .collect();
         let digits = cleaned.strip_prefix('+').unwrap_or(&cleaned);
         if digits.len() < 3 || digits.len() > 15 || !digits.chars().all(|c| c.is_ascii_digit()) {
-            return Err(invalid(format!("`{}` is not a phone number", raw.trim())));
+            return Err(invalid(format!(
+                "`{}` is not a phone number",
+                excerpt(raw.trim())
+            )));
         }
         Ok(PhoneNumber(cleaned))
     }
@@ -218,7 +223,7 @@ macro_rules! label_enum {
                 )+
                 let known: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
                 Err(invalid(format!(
-                    "unknown {} `{}` (expected one of: {})", $what, raw.trim(), known.join(", ")
+                    "unknown {} `{}` (expected one of: {})", $what, excerpt(raw.trim()), known.join(", ")
                 )))
             }
         }
@@ -502,6 +507,66 @@ pub fn language(tag: Option<&str>) -> &'static str {
         .find(|l| **l == primary)
         .copied()
         .unwrap_or("en")
+}
+
+/// At most this many characters of an input value are quoted in a message.
+pub const QUOTE_MAX: usize = 100;
+
+/// An input value as a message quotes it: at most [`QUOTE_MAX`] characters
+/// (then `…`), control characters shown as `\u{..}` escapes, so that no
+/// value, however long or strange, can flood a report, a log or a terminal.
+pub fn excerpt(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(QUOTE_MAX + 8));
+    for (n, c) in s.chars().enumerate() {
+        if n == QUOTE_MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A message cut to at most `max` characters (then `…`): the last guard
+/// before a message reaches a report, whatever it quotes.
+pub fn bound(message: &mut String, max: usize) {
+    if let Some((cut, _)) = message.char_indices().nth(max) {
+        message.truncate(cut);
+        message.push('…');
+    }
+}
+
+/// Makes a value one line: each run of control characters (C0 including
+/// tab, CR and LF, DEL, C1), with the spaces around it, becomes one space,
+/// and the ends are trimmed. Values without control characters (nearly all)
+/// are left as they are, without copying.
+pub fn one_line(s: &mut String) {
+    if !s.chars().any(char::is_control) {
+        return;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut gap = false;
+    for c in s.chars() {
+        if c.is_control() || (gap && c.is_whitespace()) {
+            gap = true;
+            continue;
+        }
+        if gap {
+            while out.ends_with(char::is_whitespace) {
+                out.pop();
+            }
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            gap = false;
+        }
+        out.push(c);
+    }
+    *s = out.trim().to_string();
 }
 
 /// An error and its causes on one line, `outer: inner: innermost`: how

@@ -21,11 +21,13 @@ impl NumberRange {
             let t = t.trim();
             if t.is_empty() || t.len() > 15 || !t.chars().all(|c| c.is_ascii_digit()) {
                 Err(InvalidValue(format!(
-                    "`{s}` is not a number or range such as 1000-8999"
+                    "`{}` is not a number or range such as 1000-8999",
+                    crate::model::excerpt(s)
                 )))
             } else {
-                t.parse::<u64>()
-                    .map_err(|_| InvalidValue(format!("`{s}` is not a number")))
+                t.parse::<u64>().map_err(|_| {
+                    InvalidValue(format!("`{}` is not a number", crate::model::excerpt(s)))
+                })
             }
         };
         let (start, end) = match s.split_once('-') {
@@ -36,7 +38,10 @@ impl NumberRange {
             }
         };
         if start > end {
-            return Err(InvalidValue(format!("range `{s}` runs backwards")));
+            return Err(InvalidValue(format!(
+                "range `{}` runs backwards",
+                crate::model::excerpt(s)
+            )));
         }
         Ok(NumberRange { start, end })
     }
@@ -90,7 +95,8 @@ pub fn expand_numbers(raw: &str) -> Result<Vec<PhoneNumber>, InvalidValue> {
             let (da, db) = (&a.as_str()[1..], &b.as_str()[1..]);
             let bad = || {
                 InvalidValue(format!(
-                    "`{s}` is not a number range such as +15550100-+15550199"
+                    "`{}` is not a number range such as +15550100-+15550199",
+                    crate::model::excerpt(s)
                 ))
             };
             if !a.as_str().starts_with('+') || da.len() != db.len() {

@@ -7,6 +7,10 @@ use crate::plan::{Action, Billable, Plan, Refusal};
 use serde::{Serialize, Serializer};
 use std::collections::HashSet;
 
+/// The longest message a report keeps (each quotes at most ~100
+/// characters of input; this bounds whatever else a message holds).
+pub const MESSAGE_MAX: usize = 500;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -90,6 +94,9 @@ pub struct RunReport {
     pub disabled: u64,
     pub reenabled: u64,
     pub unchanged: u64,
+    /// Rows about people not in the PBX and not to be (a leaver never
+    /// created, an account disabled in the directory on a first read).
+    pub skipped: u64,
     pub deleted: u64,
     pub conflicts: Vec<ConflictEntry>,
     pub errors: Vec<RowError>,
@@ -123,7 +130,14 @@ impl RunReport {
             domain: domain.to_string(),
             dry_run,
             outcome: Outcome::Failed,
-            errors: vec![error],
+            errors: vec![RowError {
+                message: {
+                    let mut m = error.message;
+                    crate::model::bound(&mut m, MESSAGE_MAX);
+                    m
+                },
+                ..error
+            }],
             notes,
             ..Default::default()
         }
@@ -173,6 +187,9 @@ impl RunReport {
                 Action::Reenable { .. } => r.reenabled += 1,
                 Action::Disable { .. } => r.disabled += 1,
                 Action::Delete { .. } => r.deleted += 1,
+                Action::Unchanged {
+                    extension: None, ..
+                } => r.skipped += 1,
                 Action::Unchanged { .. } => r.unchanged += 1,
                 Action::Conflict { .. } => {}
             }
@@ -188,6 +205,12 @@ impl RunReport {
                 message: f.message.clone(),
                 source_id: Some(f.source_id.clone()),
             });
+        }
+        for e in &mut r.errors {
+            crate::model::bound(&mut e.message, MESSAGE_MAX);
+        }
+        for c in &mut r.conflicts {
+            crate::model::bound(&mut c.reason, MESSAGE_MAX);
         }
         r.outcome = if r.refused.is_some() && !applied {
             Outcome::Refused

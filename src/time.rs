@@ -39,6 +39,18 @@ pub fn format_gentime(t: i64) -> String {
     )
 }
 
+/// `2026-11-30T09:15:00Z`: RFC 3339 in UTC, for tables, CSV and JSON.
+pub fn format_rfc3339(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// `2026-11-30 09:15 UTC`, for people (emails, reports).
 pub fn format_utc(t: i64) -> String {
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));

@@ -191,16 +191,21 @@ pub enum WelcomeAction {
     Resend {
         #[arg(long)]
         domain: Option<String>,
-        /// The user's extension (needs --domain).
+        /// The user's extension (needs --domain when several are configured).
         #[arg(
             required_unless_present = "all_pending",
             conflicts_with = "all_pending"
         )]
         extension: Option<String>,
         /// Everyone who has not set their password and PIN and has no
-        /// welcome on its way (optionally of one --domain).
+        /// welcome on its way (optionally of one --domain). Skips people
+        /// whose sent link still works, unless --include-sent.
         #[arg(long)]
         all_pending: bool,
+        /// With --all-pending: also resend links that were sent and have
+        /// not expired (those links stop working).
+        #[arg(long, requires = "all_pending")]
+        include_sent: bool,
         /// Queue only; `mail flush` or the daemon sends.
         #[arg(long)]
         no_mail: bool,

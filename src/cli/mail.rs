@@ -5,7 +5,7 @@ use super::args::{MailAction, WelcomeAction};
 use super::Usage;
 use crate::config::Config;
 use crate::mail::{DeliveryReport, Mailer};
-use crate::store::Store;
+use crate::store::{Resend, Store};
 
 /// Delivers what is due after a run; a mail problem never changes the
 /// run's exit code (the emails stay queued for the daemon or `mail flush`).
@@ -78,12 +78,22 @@ pub async fn welcome(cfg: &Config, store: &Store, action: WelcomeAction) -> anyh
             domain,
             extension,
             all_pending,
+            include_sent,
             no_mail,
         } => {
+            // With one domain configured, --domain is that one.
+            let domain = domain.or_else(|| match cfg.domains.as_slice() {
+                [only] => Some(only.name.clone()),
+                _ => None,
+            });
             let ids = match (&extension, all_pending) {
                 (Some(ext), false) => {
                     let Some(d) = &domain else {
-                        return Err(Usage("welcome resend EXTENSION needs --domain".into()).into());
+                        return Err(Usage(
+                            "welcome resend EXTENSION needs --domain (several domains are configured)"
+                                .into(),
+                        )
+                        .into());
                     };
                     match store.user_id(d, ext).await? {
                         Some(id) => vec![id],
@@ -95,18 +105,21 @@ pub async fn welcome(cfg: &Config, store: &Store, action: WelcomeAction) -> anyh
                         }
                     }
                 }
-                _ => store.resend_candidates(domain.as_deref()).await?,
+                _ => {
+                    store
+                        .resend_candidates(domain.as_deref(), include_sent)
+                        .await?
+                }
             };
             let mut queued = 0;
+            let mail_domain = cfg.mail.from.email.domain().to_string();
             for id in &ids {
-                let mail_domain = cfg.mail.from.email.domain().to_string();
-                if store.resend_welcome(*id, &mail_domain).await? {
-                    queued += 1;
-                } else if extension.is_some() {
-                    return Err(Usage(
-                        "this user cannot get a welcome: disabled, no email address, not a person, or already set up".into(),
-                    )
-                    .into());
+                match store.resend_welcome(*id, &mail_domain).await? {
+                    Resend::Queued => queued += 1,
+                    Resend::Refused(why) if extension.is_some() => {
+                        return Err(Usage(format!("no welcome sent: {why}")).into());
+                    }
+                    Resend::Refused(_) => {}
                 }
             }
             println!("{queued} welcome(s) queued; earlier links of those users no longer work");

@@ -2,7 +2,7 @@
 //! JSON arrays, and CSV whose cells cannot run as spreadsheet formulas.
 
 use super::args::{Format, ListFormat};
-use crate::report::RunReport;
+use crate::report::{Outcome, RunReport};
 use crate::source::inbox::safe_cell;
 use crate::store::{DeviceView, Rotated, RunRow, UserView, WelcomeState};
 use std::fmt::Write as _;
@@ -93,7 +93,11 @@ fn list<T: serde::Serialize>(
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
-        ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(items)?)?,
+        ListFormat::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&with_times(items)?)?
+        )?,
         ListFormat::Table => write!(out, "{}", table(header, rows))?,
         ListFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
@@ -139,15 +143,34 @@ pub fn welcomes(states: &[WelcomeState], format: ListFormat) -> anyhow::Result<(
     list(states, &header, &rows, format)
 }
 
+/// A time in tables and CSV: RFC 3339 in UTC, sortable and locale-free.
 fn when(t: i64) -> String {
-    // Unix seconds; shown as such to stay locale-free and sortable.
-    t.to_string()
+    crate::time::format_rfc3339(t)
+}
+
+/// JSON for listings: every `…_at` number (Unix seconds) gains an
+/// `…_at_rfc3339` string beside it.
+fn with_times<T: serde::Serialize>(items: &[T]) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(items)?;
+    if let Some(list) = v.as_array_mut() {
+        for item in list.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+            let stamps: Vec<(String, i64)> = item
+                .iter()
+                .filter(|(k, _)| k.ends_with("_at"))
+                .filter_map(|(k, v)| v.as_i64().map(|t| (format!("{k}_rfc3339"), t)))
+                .collect();
+            for (k, t) in stamps {
+                item.insert(k, crate::time::format_rfc3339(t).into());
+            }
+        }
+    }
+    Ok(v)
 }
 
 pub fn runs(runs: &[RunRow], format: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(runs)?)?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&with_times(runs)?)?)?,
         Format::Table => {
             let header = [
                 "run",
@@ -264,6 +287,7 @@ pub fn run_report(r: &RunReport) -> String {
         (r.disabled, "disabled"),
         (r.deleted, "deleted"),
         (r.unchanged, "unchanged"),
+        (r.skipped, "skipped (not in the PBX)"),
     ] {
         let _ = writeln!(s, "  {n:>7} {verb}{what}");
     }
@@ -296,10 +320,24 @@ pub fn run_report(r: &RunReport) -> String {
             let _ = writeln!(s, "  {at}{}: {}", c.source_id, c.reason);
         }
     }
-    if !r.errors.is_empty() {
-        let _ = writeln!(s, "refused rows ({}):", r.errors.len());
+    if r.outcome == Outcome::Failed {
+        // The run failed as a whole: its errors are why, not refused rows.
         for e in &r.errors {
-            let _ = writeln!(s, "  {e}");
+            let _ = writeln!(s, "FAILED: {e}");
+        }
+    } else {
+        let (files, rows): (Vec<_>, Vec<_>) = r.errors.iter().partition(|e| e.row.is_none());
+        if !files.is_empty() {
+            let _ = writeln!(s, "refused files ({}):", files.len());
+            for e in files {
+                let _ = writeln!(s, "  {e}");
+            }
+        }
+        if !rows.is_empty() {
+            let _ = writeln!(s, "refused rows ({}):", rows.len());
+            for e in rows {
+                let _ = writeln!(s, "  {e}");
+            }
         }
     }
     for n in &r.notes {

@@ -123,6 +123,23 @@ impl Checker<'_> {
                 ))
             }
         };
+        let mail_overdue = match raw
+            .daemon
+            .as_ref()
+            .and_then(|d| d.mail_overdue_minutes.as_ref())
+        {
+            None => Duration::from_secs(15 * 60),
+            Some(v) if (1.0..=10_080.0).contains(v.get_ref()) => {
+                Duration::from_secs_f64(*v.get_ref() * 60.0)
+            }
+            Some(v) => {
+                return Err(self.err(
+                    v.span(),
+                    "daemon.mail_overdue_minutes",
+                    "between 1 and 10080 minutes (a week)",
+                ))
+            }
+        };
         Ok(Config {
             path: self.path.to_path_buf(),
             store,
@@ -133,7 +150,10 @@ impl Checker<'_> {
             rules,
             sources,
             web,
-            daemon: DaemonConfig { rescan },
+            daemon: DaemonConfig {
+                rescan,
+                mail_overdue,
+            },
         })
     }
 
@@ -166,9 +186,21 @@ impl Checker<'_> {
                 "expected sqlite://PATH or postgres://USER@HOST/DB",
             ));
         };
+        let timeout = match &raw.timeout_seconds {
+            None => Duration::from_secs(10),
+            Some(v) if (1.0..=300.0).contains(v.get_ref()) => Duration::from_secs_f64(*v.get_ref()),
+            Some(v) => {
+                return Err(self.err(
+                    v.span(),
+                    "store.timeout_seconds",
+                    "between 1 and 300 seconds",
+                ))
+            }
+        };
         Ok(StoreConfig {
             url,
             max_connections: raw.max_connections.unwrap_or(5).max(1),
+            timeout,
         })
     }
 

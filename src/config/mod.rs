@@ -67,6 +67,8 @@ pub struct Config {
 pub struct DaemonConfig {
     /// Drop folders are rescanned this often even without a file event.
     pub rescan: Duration,
+    /// `/healthz` answers 503 once the oldest due email has waited longer.
+    pub mail_overdue: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,8 @@ pub struct StoreConfig {
     /// Connection URL with relative SQLite paths already resolved.
     pub url: String,
     pub max_connections: u32,
+    /// How long connecting, and waiting for a pooled connection, may take.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawDaemon {
     #[serde(default)]
     pub(super) rescan_seconds: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) mail_overdue_minutes: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +43,8 @@ pub(super) struct RawStore {
     pub(super) url: Spanned<String>,
     #[serde(default)]
     pub(super) max_connections: Option<u32>,
+    #[serde(default)]
+    pub(super) timeout_seconds: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -205,27 +205,24 @@ impl Mailer {
         let mut marks = Vec::new();
         let mut arm = Vec::new();
         for item in items {
-            let built = match &item.payload {
-                Payload::Welcome(w) => {
-                    if let Some(why) = welcome_blocked(w) {
-                        marks.push((item.id, Mark::Cancelled(why.into())));
-                        continue;
-                    }
-                    let token = self.key.token(&w.salt);
-                    let expires = w.expires_at.unwrap_or(t + ttl);
-                    arm.push((w.link_id, token::token_hash(&token), expires));
-                    self.welcome_message(&item, w, &token, expires)
+            if let Payload::Welcome(w) = &item.payload {
+                if let Some(why) = welcome_blocked(w) {
+                    marks.push((item.id, Mark::Cancelled(why.into())));
+                    continue;
                 }
-                Payload::Report(r) => {
-                    let to = r.recipients.iter().map(|a| (None, a.as_str()));
-                    let rendered = Rendered {
-                        subject: r.subject.clone(),
-                        text: r.text.clone(),
-                        html: r.html.clone(),
-                    };
-                    self.message(&item.message_id, to, rendered)
-                }
-            };
+            }
+            // One message that cannot be built (even one that makes a
+            // library panic) fails alone; the others of the batch go out.
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.build(&item, t + ttl)
+            }))
+            .unwrap_or_else(|_| {
+                Err("the message could not be built (the builder panicked)".into())
+            });
+            let built = built.map(|(message, link)| {
+                arm.extend(link);
+                message
+            });
             match built {
                 Ok(message) => out.push(Outgoing {
                     id: item.id,
@@ -238,6 +235,34 @@ impl Mailer {
         }
         store.arm_links(&arm).await?;
         Ok((out, marks))
+    }
+
+    /// The message for an outbox row, and for a welcome the link to arm.
+    fn build(
+        &self,
+        item: &OutboxItem,
+        default_expiry: i64,
+    ) -> Result<(Message, Option<ArmLink>), String> {
+        match &item.payload {
+            Payload::Welcome(w) => {
+                let token = self.key.token(&w.salt);
+                let expires = w.expires_at.unwrap_or(default_expiry);
+                let message = self.welcome_message(item, w, &token, expires)?;
+                Ok((
+                    message,
+                    Some((w.link_id, token::token_hash(&token), expires)),
+                ))
+            }
+            Payload::Report(r) => {
+                let to = r.recipients.iter().map(|a| (None, a.as_str()));
+                let rendered = Rendered {
+                    subject: r.subject.clone(),
+                    text: r.text.clone(),
+                    html: r.html.clone(),
+                };
+                Ok((self.message(&item.message_id, to, rendered)?, None))
+            }
+        }
     }
 
     fn welcome_message(
@@ -264,10 +289,10 @@ impl Mailer {
         };
         let lang = crate::model::language(w.language.as_deref());
         let rendered = render::welcome(&view, lang).map_err(|e| format!("template: {e}"))?;
-        let name = match &w.last_name {
+        let name = one_line(&match &w.last_name {
             Some(l) => format!("{} {l}", w.first_name),
             None => w.first_name.clone(),
-        };
+        });
         let to = w.emails.iter().map(|e| (Some(name.clone()), e.as_str()));
         self.message(&item.message_id, to, rendered)
     }
@@ -280,13 +305,13 @@ impl Mailer {
     ) -> Result<Message, String> {
         let mut b = Message::builder()
             .from(self.cfg.from.clone())
-            .subject(r.subject)
+            .subject(one_line(&r.subject))
             .message_id(Some(message_id.to_string()))
             .date_now();
         for (name, addr) in to {
             let addr = addr
                 .parse()
-                .map_err(|e| format!("recipient `{addr}`: {e}"))?;
+                .map_err(|e| format!("recipient `{}`: {e}", crate::model::excerpt(addr)))?;
             b = b.to(Mailbox::new(name, addr));
         }
         b.multipart(MultiPart::alternative_plain_html(r.text, r.html))
@@ -310,23 +335,32 @@ impl Mailer {
                     if let Some(l) = &limiter {
                         l.until_ready().await;
                     }
-                    let mark = match sink.send(&o).await {
+                    // Each send on a task of its own: a panic in it fails
+                    // this message, not the rest of the queue.
+                    let (id, attempts, created_at) = (o.id, o.attempts, o.created_at);
+                    let one = sink.clone();
+                    let sent = tokio::spawn(async move { one.send(&o).await })
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(SendError::Permanent(format!("sending panicked: {e}")))
+                        });
+                    let mark = match sent {
                         Ok(()) => Mark::Sent,
                         Err(SendError::Permanent(e)) => Mark::Failed(e),
                         Err(SendError::Temporary(e)) => {
                             let t = now();
-                            let at = t + backoff(o.attempts + 1);
-                            if at - o.created_at > max_age {
+                            let at = t + backoff(attempts + 1);
+                            if at - created_at > max_age {
                                 Mark::Failed(format!(
                                     "gave up after {} attempts: {e}",
-                                    o.attempts + 1
+                                    attempts + 1
                                 ))
                             } else {
                                 Mark::Retry { at, error: e }
                             }
                         }
                     };
-                    marks.push((o.id, mark));
+                    marks.push((id, mark));
                 }
                 marks
             });
@@ -340,6 +374,18 @@ impl Mailer {
         }
         all
     }
+}
+
+/// A welcome link to arm before its message leaves: link id, token hash,
+/// expiry.
+type ArmLink = (i64, String, i64);
+
+/// A header value on one line: control characters (a line break in a
+/// name stored before names were checked) become spaces.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Why a queued welcome is no longer sent, if it is not.

@@ -38,6 +38,17 @@ impl LinkKey {
         };
         match std::fs::read_to_string(path) {
             Ok(text) => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path)
+                    .map_err(|e| err(e.to_string()))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(err(format!(
+                        "the key is readable by others (mode {:o}): chmod 600 it",
+                        mode & 0o777
+                    )));
+                }
                 let bytes =
                     hex::decode(text.trim()).map_err(|_| err("expected 64 hex digits".into()))?;
                 let key: [u8; 32] = bytes

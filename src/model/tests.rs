@@ -57,3 +57,32 @@ fn phone_numbers() {
     );
     assert!(PhoneNumber::parse("call me").is_err());
 }
+
+#[test]
+fn control_characters_fold_to_one_space() {
+    for (raw, want) in [
+        ("Multi\nLine", "Multi Line"),
+        ("Head of Sales,\r\nEMEA", "Head of Sales, EMEA"),
+        ("Bo\u{0}b", "Bo b"),
+        ("a \t\u{85} b", "a b"),
+        ("\nlead and trail\r\n", "lead and trail"),
+        ("plain  spaces kept", "plain  spaces kept"),
+        ("\u{7f}", ""),
+    ] {
+        let mut s = raw.to_string();
+        one_line(&mut s);
+        assert_eq!(s, want, "{raw:?}");
+    }
+}
+
+#[test]
+fn excerpts_are_bounded_and_show_controls() {
+    let long = "x".repeat(10_000);
+    let e = excerpt(&long);
+    assert_eq!(e.chars().count(), QUOTE_MAX + 1);
+    assert!(e.ends_with('…'));
+    assert_eq!(excerpt("a\nb"), "a\\u{a}b");
+    let mut m = "é".repeat(600);
+    bound(&mut m, 500);
+    assert_eq!(m.chars().count(), 501);
+}

@@ -8,7 +8,7 @@
 use crate::config::{DomainConfig, Limits, SyncMode};
 use crate::mapping::UserSpec;
 use crate::model::{Extension, RowError, RowRef, Status, StoredUser, UserFields};
-use crate::numbering::Allocator;
+use crate::numbering::{check_requested, Allocator};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -66,6 +66,9 @@ pub enum Action {
         at: RowRef,
         extension: Extension,
         fields: Box<UserFields>,
+        /// Why the row got another extension than it asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     Update {
         user_id: i64,
@@ -204,7 +207,7 @@ pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
         };
         if let Some(user) = stored.owned.get(spec.source_id.as_str()) {
             seen.insert(user.id);
-            let (action, kept) = known_user(user, spec, at, input.changed_only);
+            let (action, kept) = known_user(user, spec, at, d, input.changed_only);
             held += usize::from(kept);
             actions.push(action);
             continue;
@@ -221,7 +224,7 @@ pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
         }
         match pick_extension(&spec, d, &stored.by_ext, &mut alloc, &mut claimed_alpha) {
             Ok((extension, note)) => {
-                if let Some(n) = note {
+                if let Some(n) = &note {
                     notes.push(format!("{}: {n}", describe(&at, &sid)));
                 }
                 actions.push(Action::Create {
@@ -229,6 +232,7 @@ pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
                     at,
                     extension,
                     fields: Box::new(spec.fields),
+                    note,
                 });
             }
             Err(reason) => actions.push(Action::Conflict {
@@ -280,10 +284,27 @@ pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
 
 /// What to do with a user this source already owns, and whether it is an
 /// account disabled in the directory that a changed-only read keeps.
-fn known_user(user: &StoredUser, spec: UserSpec, at: RowRef, changed_only: bool) -> (Action, bool) {
+fn known_user(
+    user: &StoredUser,
+    spec: UserSpec,
+    at: RowRef,
+    d: &DomainConfig,
+    changed_only: bool,
+) -> (Action, bool) {
     let source_id = spec.source_id;
+    // A request the numbering plan never allows (reserved, outside the
+    // ranges) was answered with another extension at creation: asking
+    // again is the same file, not a conflict.
+    let mut kept_note = None;
     if let Some(req) = &spec.requested_extension {
-        if *req != user.extension {
+        let never =
+            req.number().is_some() && check_requested(req, &d.numbering, &d.reserved).is_err();
+        if *req != user.extension && never {
+            kept_note = Some(format!(
+                "asks for extension {req}, which the numbering plan does not allow; keeps {}",
+                user.extension
+            ));
+        } else if *req != user.extension {
             let reason = format!(
                 "extension can never be changed: the user has {}, the source asks for {req}",
                 user.extension
@@ -339,7 +360,7 @@ fn known_user(user: &StoredUser, spec: UserSpec, at: RowRef, changed_only: bool)
             source_id,
             at,
             extension: Some(extension),
-            note: None,
+            note: kept_note,
         },
         (true, Status::Active) => Action::Update {
             user_id: user.id,

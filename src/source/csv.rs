@@ -7,7 +7,7 @@
 //! header cannot be mapped, or that is truncated mid-record, is refused whole
 //! (`CsvError`); other problems refuse only their row (`CsvFile::errors`).
 
-use crate::model::{fold, Field, Origin, RowError, SourceStatus, StaffRecord};
+use crate::model::{excerpt, fold, Field, Origin, RowError, SourceStatus, StaffRecord};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -54,6 +54,8 @@ pub enum CsvError {
         row: u64,
         message: String,
     },
+    #[error("{file}: not a text CSV file ({why}); save it from the spreadsheet as CSV and drop it again")]
+    NotText { file: String, why: &'static str },
     #[error("{file}, row {row}: {message}")]
     Malformed {
         file: String,
@@ -116,6 +118,27 @@ pub fn decode(bytes: &[u8]) -> (String, &'static str) {
             (text.into_owned(), "windows-1252")
         }
     }
+}
+
+/// Why decoded text is not a CSV export at all, if it is not: NUL bytes
+/// (a spreadsheet, PDF or image) or mostly control characters. Looks at the
+/// first 64 KiB.
+fn not_text(text: &str) -> Option<&'static str> {
+    // A stray NUL or control in a cell is that row's error; binary data
+    // (Windows-1252 decodes any byte) shows as many of them.
+    let (mut n, mut nul, mut controls) = (0usize, 0usize, 0usize);
+    for c in text.chars().take(65_536) {
+        n += 1;
+        nul += usize::from(c == '\0');
+        controls += usize::from(c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+    }
+    if nul > 8 && nul * 1000 > n {
+        return Some("it holds NUL bytes: is it an .xlsx workbook, a PDF or an image?");
+    }
+    if controls > 8 && controls * 100 > n {
+        return Some("it is mostly control characters");
+    }
+    None
 }
 
 /// The most frequent of `,` `;` tab outside quotes on the first line.
@@ -215,6 +238,12 @@ fn newlines(rec: &csv::StringRecord) -> u64 {
 
 pub fn parse_bytes(name: &str, bytes: &[u8], opts: &CsvOptions) -> Result<CsvFile, CsvError> {
     let (text, encoding) = decode(bytes);
+    if let Some(why) = not_text(&text) {
+        return Err(CsvError::NotText {
+            file: name.to_string(),
+            why,
+        });
+    }
     let delimiter = detect_delimiter(&text);
     let header_err = |message: String| CsvError::Header {
         file: name.to_string(),
@@ -232,7 +261,7 @@ pub fn parse_bytes(name: &str, bytes: &[u8], opts: &CsvOptions) -> Result<CsvFil
                 "the file is empty; the first row must name the columns".into(),
             ))
         }
-        Some(Err(e)) => return Err(header_err(e.to_string())),
+        Some(Err(e)) => return Err(header_err(excerpt(&e.to_string()))),
         Some(Ok(r)) => r,
     };
     let header: Vec<String> = header_rec.iter().map(|h| h.trim().to_string()).collect();
@@ -267,7 +296,7 @@ pub fn parse_bytes(name: &str, bytes: &[u8], opts: &CsvOptions) -> Result<CsvFil
         let rec = rec.map_err(|e| CsvError::Malformed {
             file: name.to_string(),
             row: prev_row + 1,
-            message: e.to_string(),
+            message: excerpt(&e.to_string()),
         })?;
         let start = rec
             .position()
@@ -338,8 +367,8 @@ fn map_header(header: &[String], opts: &CsvOptions) -> Result<HashMap<Field, usi
             if let Some(prev) = columns.insert(field, i) {
                 return Err(format!(
                     "columns `{}` and `{}` both mean {}; remove or rename one",
-                    header[prev],
-                    h,
+                    excerpt(&header[prev]),
+                    excerpt(h),
                     field.key()
                 ));
             }
@@ -358,7 +387,7 @@ fn map_header(header: &[String], opts: &CsvOptions) -> Result<HashMap<Field, usi
         return Err(format!(
             "no column for {} (found: {}; accepted names: {}; or add `aliases` to the source)",
             missing.join(", "),
-            header.join(", "),
+            excerpt(&header.join(", ")),
             accepted.join("; ")
         ));
     }
@@ -434,7 +463,10 @@ fn row_record(
             let v = get(Field::Status).unwrap_or_default();
             err(
                 Some(Field::Status),
-                format!("unknown status `{v}` (expected active, or terminated/inactive/leaver)"),
+                format!(
+                    "unknown status `{}` (expected active, or terminated/inactive/leaver)",
+                    excerpt(&v)
+                ),
             );
             SourceStatus::Active
         }
@@ -442,7 +474,7 @@ fn row_record(
     let mut flag = |f: Field| match get(f) {
         None => None,
         Some(v) => crate::model::parse_bool(&v).or_else(|| {
-            err(Some(f), format!("`{v}` is not yes or no"));
+            err(Some(f), format!("`{}` is not yes or no", excerpt(&v)));
             None
         }),
     };

@@ -53,6 +53,10 @@ pub struct LdapRead {
     pub errors: Vec<RowError>,
     /// The server that answered (its URL).
     pub server: String,
+    /// Which directory server that is, whatever URL reached it: AD's
+    /// `dsServiceName` (else `serverName`) from the root DSE; the URL for
+    /// OpenLDAP. USN markers belong to it.
+    pub identity: String,
     /// Where the next changed-only read starts (AD: the server's highest
     /// committed USN before this read; OpenLDAP: the newest modifyTimestamp).
     pub marker: Option<String>,
@@ -114,8 +118,6 @@ pub async fn read_directory(
 
 async fn read_here(c: &LdapSourceConfig, since: Option<&Since>) -> Result<LdapRead, LdapError> {
     let (mut ldap, server) = connect_any(c).await?;
-    // Another domain controller's USNs mean nothing here: read everyone.
-    let since = since.filter(|s| !matches!(s, Since::Usn(_, from) if *from != server));
     let result = read_on(&mut ldap, &server, c, since).await;
     // Best effort: the connection is dropped either way.
     let _ = tokio::time::timeout(Duration::from_secs(2), ldap.unbind()).await;
@@ -178,7 +180,12 @@ async fn connect_any(c: &LdapSourceConfig) -> Result<(Ldap, String), LdapError> 
                 c.timeout.as_secs_f64()
             )),
         }
-        tracing::warn!(server = %url, why = %failures.last().map_or("", |s| s.as_str()), "directory server failed, trying the next");
+        let why = failures.last().map_or("", String::as_str);
+        if failures.len() < c.urls.len() {
+            tracing::warn!(server = %url, %why, "directory server failed, trying the next");
+        } else {
+            tracing::warn!(server = %url, %why, "directory server failed");
+        }
     }
     Err(LdapError::NoServer(failures))
 }
@@ -266,14 +273,31 @@ async fn read_on(
     };
     let ad = c.profile == LdapProfile::ActiveDirectory;
     // AD: the USN to start the next changed-only read from, taken before
-    // this read so that changes made while it pages are read next time.
+    // this read so that changes made while it pages are read next time, and
+    // the controller's identity, which the USNs belong to.
     let mut marker = None;
+    let mut identity = server.to_string();
     if ad {
-        let root = base_read(ldap, c, "", vec!["highestCommittedUSN"])
-            .await
-            .map_err(fail("reading the root DSE"))?;
-        marker = root.and_then(|e| e.attrs.get("highestCommittedUSN")?.first().cloned());
+        let root = base_read(
+            ldap,
+            c,
+            "",
+            vec!["highestCommittedUSN", "dsServiceName", "serverName"],
+        )
+        .await
+        .map_err(fail("reading the root DSE"))?;
+        let first = |a: &str| {
+            root.as_ref()
+                .and_then(|e| e.attrs.get(a)?.first().cloned())
+                .filter(|v| !v.is_empty())
+        };
+        marker = first("highestCommittedUSN");
+        if let Some(id) = first("dsServiceName").or_else(|| first("serverName")) {
+            identity = crate::dn::norm_dn(&id);
+        }
     }
+    // Another domain controller's USNs mean nothing here: read everyone.
+    let since = since.filter(|s| !matches!(s, Since::Usn(_, from) if *from != identity));
     if let Some(g) = &c.group {
         let found = base_read(ldap, c, g, vec!["1.1"])
             .await
@@ -351,6 +375,7 @@ async fn read_on(
         records,
         errors,
         server: server.to_string(),
+        identity,
         marker,
         location,
         full: since.is_none(),

@@ -308,7 +308,14 @@ pub fn to_record(
         match e.first(at(f)) {
             None => Ok(None),
             Some(v) => crate::model::parse_bool(&v).map(Some).ok_or_else(|| {
-                let mut r = err(at(f), format!("entry {}: `{v}` is not yes/no", e.dn));
+                let mut r = err(
+                    at(f),
+                    format!(
+                        "entry {}: `{}` is not yes/no",
+                        e.dn,
+                        crate::model::excerpt(&v)
+                    ),
+                );
                 r.source_id = Some(source_id.clone());
                 r
             }),

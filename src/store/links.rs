@@ -230,7 +230,14 @@ impl Store {
 
     /// People who still have to set their password or PIN, have an email,
     /// and have no welcome on its way.
-    pub async fn resend_candidates(&self, domain: Option<&str>) -> Result<Vec<i64>, StoreError> {
+    /// People who have not finished their welcome and have none on its
+    /// way; unless `include_sent`, also not those whose sent link still
+    /// works (sent a minute ago: a resend would only kill it).
+    pub async fn resend_candidates(
+        &self,
+        domain: Option<&str>,
+        include_sent: bool,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut q = Sql::new(
             self.engine(),
             "SELECT u.id FROM users u JOIN domains d ON d.id = u.domain_id
@@ -240,6 +247,15 @@ impl Store {
                                  WHERE l.user_id = u.id AND o.status = 'queued'
                                    AND l.revoked_at IS NULL)",
         );
+        if !include_sent {
+            q.push(
+                " AND NOT EXISTS (SELECT 1 FROM welcome_links l
+                                   WHERE l.user_id = u.id AND l.used_at IS NULL AND l.revoked_at IS NULL
+                                     AND l.expires_at IS NOT NULL AND l.expires_at > ",
+            )
+            .bind(now())
+            .push(")");
+        }
         if let Some(d) = domain {
             q.push(" AND d.name = ").bind(d.to_ascii_lowercase());
         }

@@ -29,7 +29,7 @@ pub use sql::{allocate_ids, execute_all, execute_while, Sql};
 
 pub use devices::{digest_hashes, DeviceView, Rotated};
 pub use links::{LinkView, WelcomeState};
-pub use outbox::{Mark, OutboxItem, Payload, ReportItem, WelcomeItem};
+pub use outbox::{Mark, NoResend, OutboxItem, Payload, ReportItem, Resend, WelcomeItem};
 pub use runs::{ActionRecord, RunRow};
 pub use users::{NewDevice, NewUser, UserView};
 
@@ -77,6 +77,53 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// The store itself is unreachable (refused, reset, timed out, shut
+    /// down), as opposed to a statement it refused: no reason to retry
+    /// users one by one.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            StoreError::Query(e) | StoreError::Connect { source: e, .. } => is_connection(e),
+            _ => false,
+        }
+    }
+}
+
+pub fn is_connection(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL connection_exception (08…), admin_shutdown,
+        // crash_shutdown, cannot_connect_now.
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }
+        _ => false,
+    }
+}
+
+/// Creates the SQLite file readable by its owner only (it holds device
+/// secrets) if it is not there yet; SQLite gives its `-wal` and `-shm`
+/// files the same mode. An existing file keeps the mode it has.
+fn create_private(file: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Folder {
+            path: file.display().to_string(),
+            source,
+        }),
+    }
 }
 
 pub fn is_transient(e: &sqlx::Error) -> bool {
@@ -105,6 +152,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL with any password replaced, for messages.
+    shown: std::sync::Arc<str>,
     /// The SQLite database file (for the sync lock files beside it).
     sqlite_file: Option<std::path::PathBuf>,
 }
@@ -126,6 +175,7 @@ impl Store {
                     source,
                 })?;
             }
+            create_private(std::path::Path::new(file))?;
             let url = if path.contains('?') {
                 cfg.url.clone()
             } else {
@@ -142,7 +192,9 @@ impl Store {
         tracing::Span::current().record("backend", tracing::field::debug(backend));
         let mut opts = AnyPoolOptions::new()
             .max_connections(cfg.max_connections)
-            .acquire_timeout(Duration::from_secs(30));
+            // Bounds connecting too: a dead store fails fast instead of
+            // hanging a run (see apply's outage wait).
+            .acquire_timeout(cfg.timeout);
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -185,6 +237,7 @@ impl Store {
         let store = Store {
             pool,
             backend,
+            shown: redact_url(&cfg.url).into(),
             sqlite_file,
         };
         let filled = store.backfill_digests().await?;
@@ -198,6 +251,11 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
+    }
+
+    /// The store's URL without its password, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 
     pub fn backend(&self) -> Backend {

@@ -53,6 +53,35 @@ pub struct OutboxItem {
     pub payload: Payload,
 }
 
+/// What `resend_welcome` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    Queued,
+    Refused(NoResend),
+}
+
+/// Why a user gets no new welcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoResend {
+    NoUser,
+    Disabled,
+    NotPerson,
+    NoEmail,
+    SetUp,
+}
+
+impl std::fmt::Display for NoResend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NoResend::NoUser => "there is no such user",
+            NoResend::Disabled => "the user is disabled",
+            NoResend::NotPerson => "the user is not a person (a queue, an attendant, …)",
+            NoResend::NoEmail => "the user has no email address: add one in the source first",
+            NoResend::SetUp => "the user has already set their password and PIN",
+        })
+    }
+}
+
 /// Outcome of a finished outbox row.
 #[derive(Debug, Clone)]
 pub enum Mark {
@@ -172,7 +201,7 @@ impl Store {
         &self,
         user_id: i64,
         mail_domain: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Resend, StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT status, emails,
@@ -182,12 +211,24 @@ impl Store {
         .bind(user_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(r) = row else { return Ok(false) };
+        let Some(r) = row else {
+            return Ok(Resend::Refused(NoResend::NoUser));
+        };
         let (status, emails, pending, kind): (String, String, i64, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-        let pending = pending != 0;
-        if status != "active" || emails.trim().is_empty() || !pending || kind != "person" {
-            return Ok(false);
+        let why = if status != "active" {
+            Some(NoResend::Disabled)
+        } else if kind != "person" {
+            Some(NoResend::NotPerson)
+        } else if emails.trim().is_empty() {
+            Some(NoResend::NoEmail)
+        } else if pending == 0 {
+            Some(NoResend::SetUp)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Ok(Resend::Refused(why));
         }
         let t = now();
         sqlx::query(
@@ -208,7 +249,7 @@ impl Store {
         .await?;
         Store::queue_welcomes(&mut tx, &[user_id], mail_domain).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Resend::Queued)
     }
 
     /// Queues an admin report (already rendered).
@@ -393,6 +434,17 @@ impl Store {
     }
 
     /// Makes every queued row due now (`mail flush --retry-now`).
+    /// When the longest-waiting email that is due now became due.
+    pub async fn oldest_due_mail(&self) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1",
+        )
+        .bind(now())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(r.try_get::<Option<i64>, _>(0)?)
+    }
+
     pub async fn retry_now(&self) -> Result<u64, StoreError> {
         let r = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE status = 'queued'")
             .bind(now())

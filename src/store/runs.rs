@@ -48,6 +48,23 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
+    /// Marks runs of `domain` still `running` as `interrupted`: called by a
+    /// run that has just taken the domain's lock, which no live run of the
+    /// domain can hold, so those were killed. Returns how many.
+    pub async fn interrupt_stale_runs(&self, domain: &str) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE runs SET outcome = 'interrupted', finished_at = $1
+              WHERE domain = $2 AND outcome = 'running'",
+        )
+        .bind(now())
+        .bind(domain)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn finish_run(&self, run_id: i64, report: &RunReport) -> Result<(), StoreError> {
         let json = serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin_write().await?;

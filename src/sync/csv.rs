@@ -4,14 +4,14 @@
 //! moves from `processing/` to `archive/` or `failed/`.
 
 use super::{io, run_sync, Read, ReadFailure, RunOptions, SourceRun, SyncError};
-use crate::config::{Config, CsvSource, CsvSourceConfig};
+use crate::config::{Config, CsvSource, CsvSourceConfig, SyncMode};
 use crate::model::{Field, RowError};
 use crate::plan::{Action, Plan};
 use crate::report::{FileReport, FileStatus, Outcome, RunReport};
 use crate::source::csv::{self as csvsrc, CsvFile, CsvOptions};
 use crate::source::inbox::{self, Inbox, ResultReport, ResultRow};
 use crate::store::Store;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// What happens to the files once their run is reported.
@@ -27,6 +27,7 @@ enum After<'a> {
 
 /// One run over one or more CSV files.
 struct CsvRun<'a> {
+    mode: SyncMode,
     paths: Vec<PathBuf>,
     options: CsvOptions,
     parsed: Vec<Result<CsvFile, RowError>>,
@@ -40,9 +41,33 @@ impl SourceRun for CsvRun<'_> {
         _opts: &RunOptions,
     ) -> Result<Result<Read, ReadFailure>, SyncError> {
         let (paths, options) = (self.paths.clone(), self.options.clone());
-        let (read, parsed) = tokio::task::spawn_blocking(move || read_csv_files(&paths, &options))
-            .await
-            .map_err(SyncError::Reader)?;
+        let (mut read, parsed) =
+            tokio::task::spawn_blocking(move || read_csv_files(&paths, &options))
+                .await
+                .map_err(SyncError::Reader)?;
+        // Every file refused whole: the run failed, it is no partial success.
+        if !parsed.is_empty() && parsed.iter().all(Result::is_err) {
+            let message = parsed
+                .iter()
+                .filter_map(|f| f.as_ref().err())
+                .map(|e| e.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.parsed = parsed;
+            return Ok(Err(ReadFailure {
+                location: read.files.join(", "),
+                message,
+                note: "the file was refused whole: nothing was applied and nobody was disabled"
+                    .into(),
+            }));
+        }
+        for f in parsed.iter().flatten().filter(|f| f.rows.is_empty()) {
+            let mut note = format!("{} has a header but no data rows", f.path);
+            if self.mode == SyncMode::Full {
+                note.push_str("; nobody was disabled because of it");
+            }
+            read.notes.push(note);
+        }
         self.parsed = parsed;
         Ok(Ok(read))
     }
@@ -53,10 +78,11 @@ impl SourceRun for CsvRun<'_> {
         plan: Option<&Plan>,
         report: &mut RunReport,
     ) -> Result<(), SyncError> {
-        // A dry run leaves the files as they are, and so does a failed read.
-        let Some(plan) = plan.filter(|_| !report.dry_run) else {
+        // A dry run leaves the files as they are.
+        if report.dry_run {
             return Ok(());
-        };
+        }
+        let read_failed = plan.is_none();
         match self.after {
             After::Import { reports } => {
                 std::fs::create_dir_all(&reports).map_err(io(&reports))?;
@@ -94,20 +120,29 @@ impl SourceRun for CsvRun<'_> {
                         source_id: None,
                     })
                 });
-                let ok = file.is_ok() && report.outcome != Outcome::Refused;
+                let ok = file.is_ok() && !read_failed && report.outcome != Outcome::Refused;
                 let result = result_report(file, plan, report);
                 let (to, status) = match ok {
                     true => (inbox::Destination::Archive, FileStatus::Archived),
                     false => (inbox::Destination::Failed, FileStatus::Failed),
                 };
+                let processing = claimed.path.display().to_string();
                 let original_name = claimed.original_name.clone();
                 let (moved, result_csv) = claimed
                     .finish(inbox, to, &result)
                     .map_err(io(&inbox.root_inbox))?;
+                // Errors name the file where it is now, not where it was read.
+                let now_at = moved.display().to_string();
+                for e in report.errors.iter_mut().filter(|e| e.file == processing) {
+                    e.file.clone_from(&now_at);
+                }
+                for m in report.errors.iter_mut() {
+                    m.message = m.message.replace(&processing, &now_at);
+                }
                 report.files.push(FileReport {
                     file: original_name,
                     status,
-                    moved_to: Some(moved.display().to_string()),
+                    moved_to: Some(now_at),
                     result_csv: Some(result_csv.display().to_string()),
                 });
             }
@@ -132,6 +167,7 @@ pub async fn import_files(
     opts: &RunOptions,
 ) -> Result<RunReport, SyncError> {
     let run = CsvRun {
+        mode: src.source.mode,
         paths: paths.to_vec(),
         options: options(src.csv),
         parsed: Vec::new(),
@@ -179,6 +215,7 @@ pub async fn process_inbox(
     let mut reports = Vec::new();
     for c in claimed {
         let run = CsvRun {
+            mode: src.source.mode,
             paths: vec![c.path.clone()],
             options: options(csv),
             parsed: Vec::new(),
@@ -277,14 +314,25 @@ pub fn read_csv_files(
 type RowResult = (String, Option<String>, Option<String>);
 
 /// Per-row results for one file: what happened to each row and why.
-fn result_report(file: Result<CsvFile, RowError>, plan: &Plan, report: &RunReport) -> ResultReport {
-    let f = match file {
-        Ok(f) => f,
-        Err(e) => {
+fn result_report(
+    file: Result<CsvFile, RowError>,
+    plan: Option<&Plan>,
+    report: &RunReport,
+) -> ResultReport {
+    let (f, plan) = match (file, plan) {
+        (Ok(f), Some(plan)) => (f, plan),
+        (Err(e), _) => {
             return ResultReport {
                 header: Vec::new(),
                 rows: Vec::new(),
                 file_message: Some(e.message),
+            }
+        }
+        (Ok(_), None) => {
+            return ResultReport {
+                header: Vec::new(),
+                rows: Vec::new(),
+                file_message: report.errors.first().map(|e| e.message.clone()),
             }
         }
     };
@@ -292,7 +340,12 @@ fn result_report(file: Result<CsvFile, RowError>, plan: &Plan, report: &RunRepor
     let mut by_row: HashMap<u64, RowResult> = HashMap::new();
     for a in &plan.actions {
         let (at, ext, msg) = match a {
-            Action::Create { at, extension, .. } => (Some(at), Some(extension.to_string()), None),
+            Action::Create {
+                at,
+                extension,
+                note,
+                ..
+            } => (Some(at), Some(extension.to_string()), note.clone()),
             Action::Update {
                 at,
                 extension,
@@ -339,12 +392,6 @@ fn result_report(file: Result<CsvFile, RowError>, plan: &Plan, report: &RunRepor
             }
         }
     }
-    let failed: HashSet<&str> = report
-        .errors
-        .iter()
-        .filter(|e| e.row.is_some())
-        .filter_map(|e| e.source_id.as_deref())
-        .collect();
     let mut errors: HashMap<u64, Vec<String>> = HashMap::new();
     for e in report.errors.iter().filter(|e| e.file == f.path) {
         if let Some(row) = e.row {
@@ -359,18 +406,14 @@ fn result_report(file: Result<CsvFile, RowError>, plan: &Plan, report: &RunRepor
         .rows
         .into_iter()
         .map(|r| {
+            // A row's errors are its own (refused by the source, by mapping,
+            // or its write failed): the kept row of a repeated employee id
+            // is not one of them.
             let (result, extension, message) = match errors.remove(&r.row) {
                 Some(msgs) => ("error".to_string(), None, Some(msgs.join("; "))),
                 None => by_row
                     .remove(&r.row)
                     .unwrap_or_else(|| ("skipped".into(), None, None)),
-            };
-            let result = if r.source_id.as_deref().is_some_and(|id| failed.contains(id))
-                && result != "error"
-            {
-                "error".into()
-            } else {
-                result
             };
             ResultRow {
                 row: r.row,

@@ -134,7 +134,8 @@ impl SourceRun for LdapRun<'_> {
                 .marker
                 .clone()
                 .or_else(|| previous.and_then(|p| p.marker.clone())),
-            server: Some(r.server.clone()),
+            // The controller's identity, not the URL that reached it.
+            server: Some(r.identity.clone()),
         };
         self.done = Some((r.full, mark, r.entries as i64));
         Ok(Ok(Read {

@@ -19,7 +19,7 @@ use crate::mapping::{map_all, UserSpec};
 use crate::model::{RowError, StaffRecord, StopFlag, StoredUser};
 use crate::plan::{make_plan, Plan, PlanInput, PLAN_FORMAT};
 use crate::report::{applied_writes, Outcome, RunReport};
-use crate::store::{Store, StoreError};
+use crate::store::{DomainLock, Store, StoreError};
 use crate::time::now;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -151,7 +151,7 @@ pub async fn run_sync<K: SourceRun + Send>(
     // store is still true when it is applied. A dry run needs no lock.
     let lock = match opts.dry_run {
         true => None,
-        false => Some(store.lock_domain(&domain.name, LOCK_WAIT).await?),
+        false => Some(lock(store, &domain.name).await?),
     };
     let result = async {
         // Read and map, while the store's users load.
@@ -185,6 +185,25 @@ pub async fn run_sync<K: SourceRun + Send>(
     let (mut report, plan) = result?;
     kind.finish(store, plan.as_ref(), &mut report).await?;
     Ok(report)
+}
+
+/// Takes the domain's lock; runs of the domain left `running` by a killed
+/// process are marked `interrupted` then.
+async fn lock(store: &Store, domain: &str) -> Result<DomainLock, SyncError> {
+    let lock = store.lock_domain(domain, LOCK_WAIT).await?;
+    match store.interrupt_stale_runs(domain).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            domain,
+            runs = n,
+            "earlier runs were killed; marked interrupted"
+        ),
+        Err(e) => {
+            lock.release().await;
+            return Err(e.into());
+        }
+    }
+    Ok(lock)
 }
 
 type Mapped = (Read, Vec<UserSpec>);
@@ -316,7 +335,10 @@ async fn execute(
                 message: crate::model::chain(&e),
                 source_id: None,
             });
-            store.finish_run(run_id, &report).await?;
+            // The store may be what failed: the apply error is the news.
+            if let Err(fe) = store.finish_run(run_id, &report).await {
+                tracing::warn!(error = %crate::model::chain(&fe), run_id, "the failed run was not recorded");
+            }
             return Err(e.into());
         }
     };
@@ -397,7 +419,7 @@ pub async fn apply_saved_plan(
             configured: source.domain.name.clone(),
         }));
     }
-    let lock = store.lock_domain(&plan.domain, LOCK_WAIT).await?;
+    let lock = lock(store, &source.domain.name).await?;
     let result = execute(cfg, store, &source.domain, &plan, opts).await;
     lock.release().await;
     result

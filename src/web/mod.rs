@@ -34,6 +34,8 @@ pub struct Metrics {
     mail_sent: AtomicU64,
     mail_failed: AtomicU64,
     mail_retried: AtomicU64,
+    /// Daemon task -> (running now, panics so far).
+    tasks: Mutex<BTreeMap<String, (bool, u64)>>,
 }
 
 impl Metrics {
@@ -61,6 +63,35 @@ impl Metrics {
         self.mail_retried.fetch_add(r.retrying, Ordering::Relaxed);
     }
 
+    /// A supervised daemon task started (or restarted).
+    pub fn task_running(&self, task: &str, running: bool) {
+        if let Ok(mut t) = self.tasks.lock() {
+            t.entry(task.to_string()).or_default().0 = running;
+        }
+    }
+
+    /// A supervised daemon task panicked (it restarts after a pause).
+    pub fn task_panicked(&self, task: &str) {
+        if let Ok(mut t) = self.tasks.lock() {
+            let e = t.entry(task.to_string()).or_default();
+            e.0 = false;
+            e.1 += 1;
+        }
+    }
+
+    /// The tasks not running now.
+    fn stopped_tasks(&self) -> Vec<String> {
+        self.tasks.lock().map_or_else(
+            |_| Vec::new(),
+            |t| {
+                t.iter()
+                    .filter(|(_, (running, _))| !running)
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            },
+        )
+    }
+
     /// A failed run (store down, I/O error) still counts.
     pub fn record_failure(&self, source: &str) {
         if let Ok(mut runs) = self.runs.lock() {
@@ -68,6 +99,11 @@ impl Metrics {
                 .entry((source.to_string(), "failed".to_string()))
                 .or_default() += 1;
         }
+    }
+
+    /// The `/metrics` text, for tests of code that records into it.
+    pub fn render_for_tests(&self) -> String {
+        self.render()
     }
 
     fn render(&self) -> String {
@@ -128,6 +164,20 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
+            "# HELP pbx_onboard_task_panics_total Panics caught in daemon tasks (each restarted)."
+        );
+        let _ = writeln!(s, "# TYPE pbx_onboard_task_panics_total counter");
+        if let Ok(tasks) = self.tasks.lock() {
+            for (task, (_, panics)) in tasks.iter() {
+                let _ = writeln!(
+                    s,
+                    "pbx_onboard_task_panics_total{{task=\"{}\"}} {panics}",
+                    label(task)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
             "# HELP pbx_onboard_mail_total Emails by what happened to a send attempt."
         );
         let _ = writeln!(s, "# TYPE pbx_onboard_mail_total counter");
@@ -158,6 +208,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub sources: Vec<String>,
+    /// `/healthz` fails once the oldest due email has waited this long.
+    pub mail_overdue: Duration,
 }
 
 pub fn router(state: AppState, welcome: Option<Arc<welcome::WelcomeApp>>) -> Router {
@@ -193,6 +245,9 @@ async fn security_headers(mut res: Response) -> Response {
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
+    /// Why the daemon is not healthy (empty when it is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
     store: String,
     sources: Vec<SourceHealth>,
     /// Outbox rows by status (empty when the store is down).
@@ -247,25 +302,43 @@ async fn healthz(State(st): State<AppState>) -> Response {
             }),
         })
         .collect();
-    let (code, body) = match store {
-        Ok(()) => (
-            StatusCode::OK,
-            Health {
-                status: "ok",
-                store: "reachable".into(),
-                sources,
-                outbox,
-            },
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Health {
-                status: "unavailable",
-                store: format!("unreachable: {e}"),
-                sources,
-                outbox,
-            },
-        ),
+    let mut problems = Vec::new();
+    let store = match store {
+        Ok(()) => "reachable".to_string(),
+        Err(e) => {
+            problems.push(format!("the store is unreachable: {e}"));
+            format!("unreachable: {e}")
+        }
+    };
+    for task in st.metrics.stopped_tasks() {
+        problems.push(format!("the {task} task is not running"));
+    }
+    if let Ok(Ok(Some(oldest))) =
+        tokio::time::timeout(Duration::from_secs(5), st.store.oldest_due_mail()).await
+    {
+        let waited = crate::time::now().saturating_sub(oldest);
+        if waited > st.mail_overdue.as_secs() as i64 {
+            problems.push(format!(
+                "the oldest due email has waited {} min (more than {} min)",
+                waited / 60,
+                st.mail_overdue.as_secs() / 60
+            ));
+        }
+    }
+    let code = match problems.is_empty() {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = Health {
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "unavailable"
+        },
+        problems,
+        store,
+        sources,
+        outbox,
     };
     (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }

@@ -490,11 +490,11 @@ async fn renew(
             };
             if let Some(id) = user {
                 match app.store.resend_welcome(id, &app.mail_domain).await {
-                    Ok(true) => {
+                    Ok(crate::store::Resend::Queued) => {
                         tracing::info!(user_id = id, "new welcome link requested from the page");
                         app.mail_wake.notify_one();
                     }
-                    Ok(false) => {}
+                    Ok(crate::store::Resend::Refused(_)) => {}
                     Err(e) => tracing::error!(error = %e, "renew failed"),
                 }
             }

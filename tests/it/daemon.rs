@@ -152,6 +152,17 @@ async fn daemon_imports_dropped_files(backend: Backend) {
             .unwrap_or(false)
     });
 
+    // The sink has the messages before the worker marks them sent.
+    d.wait_until(
+        "the sends marked in the store",
+        Duration::from_secs(10),
+        || {
+            http_get(port, "/healthz").is_some_and(|(_, h)| {
+                serde_json::from_str::<serde_json::Value>(&h)
+                    .is_ok_and(|v| v["outbox"]["sent"] == 3)
+            })
+        },
+    );
     let (code, health) = http_get(port, "/healthz").expect("healthz");
     assert_eq!(code, 200, "{health}");
     let health: serde_json::Value = serde_json::from_str(&health).expect("json");

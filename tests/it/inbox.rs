@@ -55,14 +55,20 @@ async fn dropped_files_are_archived_with_results_and_bad_files_fail(b: Backend) 
         b"Employee ID,First Name,Last Name\nE9,Ann,\"A",
     );
     let out = env.run(&["import", "--format", "json"]);
+    // Refused whole: the run failed (exit 4), naming where the file is now.
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
     let failed = listing(&env, "var/failed");
     assert_eq!(failed.len(), 2, "{failed:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["outcome"], "failed", "{report}");
+    let named = report["errors"][0]["file"].as_str().unwrap_or_default();
+    assert!(named.contains("/failed/"), "{report}");
+    assert!(!report.to_string().contains("/processing/"), "{report}");
     assert_eq!(env.users().len(), 3);
 
     // Nothing left: a second pass does nothing.

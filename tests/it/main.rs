@@ -9,6 +9,7 @@ mod inbox;
 mod ldap;
 mod mail;
 mod resume;
+mod robustness;
 mod sip;
 mod store;
 mod welcome;
