@@ -237,6 +237,13 @@ impl Mailer {
         Ok((out, marks))
     }
 
+    /// The message an outbox row would be sent as, formatted (RFC 5322
+    /// bytes), without sending it or arming its link.
+    pub fn preview(&self, item: &OutboxItem) -> Result<Vec<u8>, String> {
+        self.build(item, now() + self.cfg.link_ttl.as_secs() as i64)
+            .map(|(message, _)| message.formatted())
+    }
+
     /// The message for an outbox row, and for a welcome the link to arm.
     fn build(
         &self,
