@@ -402,6 +402,9 @@ fn split(v: &str, seps: &[char]) -> Vec<String> {
         .collect()
 }
 
+/// The longest employee id taken: ids are keys, not text.
+const ID_MAX: usize = 128;
+
 fn row_record(
     cells: &csv::StringRecord,
     header: &[String],
@@ -445,11 +448,18 @@ fn row_record(
     }
     match &source_id {
         None => err(Some(Field::EmployeeId), "employee id is empty".into()),
+        Some(id) if id.chars().count() > ID_MAX => err(
+            Some(Field::EmployeeId),
+            format!(
+                "employee id `{}` is longer than {ID_MAX} characters",
+                excerpt(id)
+            ),
+        ),
         Some(id) => {
             if let Some(first) = first_seen.get(id) {
                 err(
                     Some(Field::EmployeeId),
-                    format!("employee id {id} already appears on row {first}"),
+                    format!("employee id {} already appears on row {first}", excerpt(id)),
                 );
             } else {
                 first_seen.insert(id.clone(), row);

@@ -260,7 +260,7 @@ pub fn to_record(
             at(Field::EmployeeId),
             format!(
                 "entry {} has no {}",
-                e.dn,
+                crate::model::excerpt(&e.dn),
                 at(Field::EmployeeId).join(" or ")
             ),
         )
@@ -312,7 +312,7 @@ pub fn to_record(
                     at(f),
                     format!(
                         "entry {}: `{}` is not yes/no",
-                        e.dn,
+                        crate::model::excerpt(&e.dn),
                         crate::model::excerpt(&v)
                     ),
                 );

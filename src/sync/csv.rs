@@ -276,7 +276,7 @@ pub fn read_csv_files(
                             column: Some(r.origin.column(Field::EmployeeId)),
                             message: format!(
                                 "employee id {} already appears in {file}{at}",
-                                r.source_id
+                                crate::model::excerpt(&r.source_id)
                             ),
                             source_id: Some(r.source_id.clone()),
                         });
