@@ -156,7 +156,24 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
     let _watchdog = spawn_watchdog();
     let mut first = true;
     loop {
-        let store = Store::connect(&cfg.store).await?;
+        // A store that is down at start (or at a reload) is waited for, with
+        // backoff, instead of ending the service; SIGTERM still stops it.
+        let mut pause = Duration::from_secs(1);
+        let store = loop {
+            match Store::connect(&cfg.store).await {
+                Ok(s) => break s,
+                Err(e) if e.is_connection() => {
+                    tracing::error!(error = %crate::model::chain(&e), ?pause, "the store is unreachable; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = term.recv() => return Ok(0),
+                        _ = int.recv() => return Ok(0),
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(60));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let stop: StopFlag = Arc::new(AtomicBool::new(false));
         let (quit_tx, quit_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();

@@ -37,8 +37,7 @@ fn norm_dn_escaped(dn: &str) -> String {
     };
     let b = dn.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
+    while let Some(&c) = b.get(i) {
         if c == b'\\' {
             if let Some((byte, len)) = dn_escape(b, i) {
                 value.push(byte);

@@ -24,6 +24,16 @@
 //! Modules are listed by layer, bottom to top; a module never imports from
 //! a layer above its own (`.ci/check-layers` fails CI when one does).
 #![forbid(unsafe_code)]
+// No panics on runtime data, by construction (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 // ---- Layer 0: pure, no I/O.
 /// Domain types: newtypes parsed at the edge, records, shared values.

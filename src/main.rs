@@ -1,4 +1,14 @@
 #![forbid(unsafe_code)]
+// No panics on runtime data, by construction (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 use clap::Parser;
 use pbx_onboard::cli::{self, Cli, LogFormat};

@@ -120,6 +120,11 @@ impl Email {
         if !labels_ok {
             return Err(bad());
         }
+        // And what the mail library will take as a recipient (a quote or
+        // other special in the local part passes the checks above).
+        if s.parse::<lettre::Address>().is_err() {
+            return Err(bad());
+        }
         if domain.chars().any(char::is_uppercase) {
             Ok(Email(format!("{local}@{}", domain.to_lowercase())))
         } else {

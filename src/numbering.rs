@@ -186,7 +186,8 @@ impl Allocator {
                 self.cursors.len() - 1
             }
         };
-        let mut n = self.cursors[idx].1;
+        let cursor = self.cursors.get_mut(idx)?;
+        let mut n = cursor.1;
         while n <= r.end {
             if let Some(end) = reserved.block_end(n) {
                 n = end.saturating_add(1);
@@ -196,10 +197,10 @@ impl Allocator {
                 n += 1;
                 continue;
             }
-            self.cursors[idx].1 = n;
+            cursor.1 = n;
             return Some(n);
         }
-        self.cursors[idx].1 = n;
+        cursor.1 = n;
         None
     }
 }

@@ -214,9 +214,9 @@ fn suffix_of(dn: &str) -> String {
     let parts: Vec<&str> = dn.split(',').map(str::trim).collect();
     let start = parts
         .iter()
-        .position(|p| p.len() > 3 && p[..3].eq_ignore_ascii_case("dc="))
+        .position(|p| p.get(..3).is_some_and(|k| k.eq_ignore_ascii_case("dc=")) && p.len() > 3)
         .unwrap_or(0);
-    parts[start..].join(",")
+    parts.get(start..).unwrap_or(&parts).join(",")
 }
 
 type Sp<T> = Option<Spanned<T>>;

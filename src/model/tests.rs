@@ -86,3 +86,12 @@ fn excerpts_are_bounded_and_show_controls() {
     bound(&mut m, 500);
     assert_eq!(m.chars().count(), 501);
 }
+
+#[test]
+fn emails_the_mail_library_refuses_are_refused_here() {
+    // Found by the fuzzer: a lone quote as the local part.
+    for bad in ["\"@aba.ab", "a\"b@acme.example", "(x)@acme.example"] {
+        assert!(Email::parse(bad).is_err(), "{bad}");
+    }
+    assert!(Email::parse("o'brien+pbx@acme.example").is_ok());
+}

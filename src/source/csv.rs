@@ -101,7 +101,7 @@ pub fn read_file(path: &Path, opts: &CsvOptions) -> Result<CsvFile, CsvError> {
 /// Decodes the bytes to text and names the encoding used.
 pub fn decode(bytes: &[u8]) -> (String, &'static str) {
     if let Some((enc, bom)) = encoding_rs::Encoding::for_bom(bytes) {
-        let body = &bytes[bom..];
+        let body = bytes.get(bom..).unwrap_or_default();
         if enc == encoding_rs::UTF_8 {
             if let Ok(s) = std::str::from_utf8(body) {
                 return (s.to_string(), "UTF-8");
@@ -218,11 +218,14 @@ impl<'a> LineCounter<'a> {
         let mut start = usize::try_from(pos)
             .unwrap_or(usize::MAX)
             .min(self.bytes.len());
-        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+        while matches!(self.bytes.get(start), Some(b'\r' | b'\n')) {
             start += 1;
         }
         if start > self.offset {
-            self.line += self.bytes[self.offset..start]
+            self.line += self
+                .bytes
+                .get(self.offset..start)
+                .unwrap_or_default()
                 .iter()
                 .filter(|b| **b == b'\n')
                 .count() as u64;
@@ -268,7 +271,7 @@ pub fn parse_bytes(name: &str, bytes: &[u8], opts: &CsvOptions) -> Result<CsvFil
     let columns = map_header(&header, opts).map_err(header_err)?;
     let names: HashMap<Field, String> = columns
         .iter()
-        .map(|(f, i)| (*f, header[*i].clone()))
+        .filter_map(|(f, i)| Some((*f, header.get(*i)?.clone())))
         .collect();
     let names = Arc::new(names);
     let location: Arc<str> = Arc::from(name);
@@ -367,7 +370,7 @@ fn map_header(header: &[String], opts: &CsvOptions) -> Result<HashMap<Field, usi
             if let Some(prev) = columns.insert(field, i) {
                 return Err(format!(
                     "columns `{}` and `{}` both mean {}; remove or rename one",
-                    excerpt(&header[prev]),
+                    excerpt(header.get(prev).map_or("", String::as_str)),
                     excerpt(h),
                     field.key()
                 ));

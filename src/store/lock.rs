@@ -68,9 +68,9 @@ pub(super) async fn lock_file_blocking(
 fn lock_key(domain: &str) -> i64 {
     use sha2::Digest;
     let h = sha2::Sha256::digest(format!("pbx-onboard sync {domain}").as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&h[..8]);
-    i64::from_be_bytes(b)
+    // SHA-256 has 32 bytes: the first 8 are always there.
+    let first = h.first_chunk::<8>().copied().unwrap_or_default();
+    i64::from_be_bytes(first)
 }
 
 impl Store {

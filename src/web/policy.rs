@@ -182,21 +182,25 @@ impl Policy {
         if d.len() > PIN_MAX {
             return Err(Problem::PinTooLong(PIN_MAX));
         }
-        if d.windows(3).any(|w| w[0] == w[1] && w[1] == w[2]) {
+        if d.windows(3)
+            .any(|w| matches!(w, [a, b, c] if a == b && b == c))
+        {
             return Err(Problem::Triple);
         }
         if d.iter().collect::<HashSet<_>>().len() < 3 {
             return Err(Problem::FewDigits);
         }
         let step = |w: &[u8], s: i8| {
-            w.windows(2)
-                .all(|p| (p[1] as i8 - p[0] as i8).rem_euclid(10) == s.rem_euclid(10))
+            w.windows(2).all(|p| match p {
+                [a, b] => (*b as i8 - *a as i8).rem_euclid(10) == s.rem_euclid(10),
+                _ => false,
+            })
         };
         if d.windows(4).any(|w| step(w, 1) || step(w, -1)) {
             return Err(Problem::Run);
         }
         for p in 2..=d.len() / 2 {
-            if (p..d.len()).all(|i| d[i] == d[i - p]) {
+            if d.iter().skip(p).zip(d.iter()).all(|(a, b)| a == b) {
                 return Err(Problem::Repeated);
             }
         }
@@ -227,9 +231,12 @@ fn keypad_line(d: &[u8]) -> bool {
         let fwd: Vec<u8> = line.to_vec();
         let rev: Vec<u8> = line.iter().rev().copied().collect();
         [fwd, rev].iter().any(|l| {
-            (0..=l.len() - 3).any(|s| {
-                let seg = &l[s..];
-                (3..=seg.len()).any(|n| d.windows(n).any(|w| w == &seg[..n]))
+            (0..=l.len().saturating_sub(3)).any(|s| {
+                let seg = l.get(s..).unwrap_or_default();
+                (3..=seg.len()).any(|n| {
+                    let head = seg.get(..n).unwrap_or_default();
+                    d.windows(n).any(|w| w == head)
+                })
             })
         })
     })

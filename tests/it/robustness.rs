@@ -375,3 +375,56 @@ async fn a_dead_store_ends_the_cli_within_a_minute_naming_it() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(!err.contains("secret"), "the password was printed: {err}");
 }
+
+#[tokio::test]
+async fn healthz_fails_when_due_mail_is_overdue() {
+    use crate::daemon::{http_get, Daemon};
+    // An SMTP server that accepts connections and never answers: the
+    // worker is stuck on the message, which stays due.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let smtp_port = hole.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hole.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let web = crate::common::pg::free_port();
+    let extra = format!(
+        "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\ntimeout_seconds = 60\n[web]\nlisten = \"127.0.0.1:{web}\"\n[daemon]\nmail_overdue_minutes = 1\n"
+    );
+    let env = Env::with_extra(Backend::Sqlite, LIMITS_OPEN, &extra).await;
+    let f = env.write(
+        "a.csv",
+        b"employee_id,first_name,last_name,email\n1,Ann,Lee,ann@acme.example\n",
+    );
+    assert_eq!(
+        env.run(&["import", f.to_str().unwrap_or_default(), "--no-mail"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let d = Daemon::start(&env, web, "overdue");
+    {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&env.absolute_url())
+            .await
+            .expect("store");
+        sqlx::query("UPDATE outbox SET next_attempt_at = next_attempt_at - 3600")
+            .execute(&mut c)
+            .await
+            .expect("update");
+        c.close().await.ok();
+    }
+    d.wait_until(
+        "/healthz 503 for overdue mail",
+        Duration::from_secs(20),
+        || {
+            http_get(web, "/healthz").is_some_and(|(code, body)| {
+                code == 503 && body.contains("the oldest due email has waited")
+            })
+        },
+    );
+    d.kill();
+}
