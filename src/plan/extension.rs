@@ -16,6 +16,7 @@ pub(super) fn pick_extension(
     by_ext: &HashMap<&str, &StoredUser>,
     alloc: &mut Allocator,
     claimed_alpha: &mut HashSet<String>,
+    asked: &mut HashSet<u64>,
 ) -> Result<(Extension, Option<String>), String> {
     let mut note = None;
     if let Some(req) = &spec.requested_extension {
@@ -34,6 +35,8 @@ pub(super) fn pick_extension(
                 return Err(format!("extension {req} is already used in this run"));
             }
             Some(n) => match check_requested(req, &d.numbering, &d.reserved) {
+                // Held back for this row since planning began.
+                Ok(()) if asked.remove(&n) => return Ok((req.clone(), None)),
                 Ok(()) if alloc.is_taken(n) => {
                     return Err(format!("extension {req} is already used in this run"))
                 }

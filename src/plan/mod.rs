@@ -193,6 +193,22 @@ pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
     let stored = Stored::index(input.stored, input.source);
     let mut alloc = Allocator::new(input.stored.iter().filter_map(|u| u.extension.number()));
     let mut claimed_alpha: HashSet<String> = HashSet::new();
+    // Free numbers that new rows ask for are held back from allocation, so
+    // an earlier row given "any free number" never takes a later row's own
+    // (found by fuzzing: the same file then conflicted on every import).
+    let mut asked: HashSet<u64> = HashSet::new();
+    for spec in &input.specs {
+        let Some(req) = &spec.requested_extension else {
+            continue;
+        };
+        let new = spec.active && !stored.owned.contains_key(spec.source_id.as_str());
+        let free = !stored.by_ext.contains_key(req.as_str())
+            && check_requested(req, &d.numbering, &d.reserved).is_ok();
+        if let Some(n) = req.number().filter(|n| new && free && !alloc.is_taken(*n)) {
+            alloc.take(n);
+            asked.insert(n);
+        }
+    }
     let mut notes = Vec::new();
     // Ids of this source's users that the read names.
     let mut seen: HashSet<i64> = HashSet::new();
@@ -222,7 +238,14 @@ pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
             });
             continue;
         }
-        match pick_extension(&spec, d, &stored.by_ext, &mut alloc, &mut claimed_alpha) {
+        match pick_extension(
+            &spec,
+            d,
+            &stored.by_ext,
+            &mut alloc,
+            &mut claimed_alpha,
+            &mut asked,
+        ) {
             Ok((extension, note)) => {
                 if let Some(n) = &note {
                     notes.push(format!("{}: {n}", describe(&at, &sid)));

@@ -549,3 +549,39 @@ fn a_blank_caller_id_keeps_the_site_default() {
     };
     assert_eq!(plan_for(&c, &cfg).actions[0].name(), "unchanged");
 }
+
+#[test]
+fn a_free_number_asked_by_a_later_row_is_not_handed_to_an_earlier_one() {
+    let cfg = config("");
+    let specs = vec![
+        with("a", |s| {
+            s.requested_extension = Extension::parse("911").ok()
+        }),
+        with("b", |s| {
+            s.requested_extension = Extension::parse("1000").ok()
+        }),
+    ];
+    let c = Case {
+        name: "",
+        mode: SyncMode::Full,
+        complete: true,
+        changed_only: false,
+        specs,
+        stored: vec![],
+        errors: vec![],
+        want: vec![],
+    };
+    let p = plan_for(&c, &cfg);
+    let got: Vec<(String, Option<String>)> = p
+        .actions
+        .iter()
+        .map(|a| (a.name().to_string(), ext_of(a)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("create".to_string(), Some("1001".to_string())),
+            ("create".to_string(), Some("1000".to_string()))
+        ]
+    );
+}
