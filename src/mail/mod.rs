@@ -387,12 +387,12 @@ impl Mailer {
 /// expiry.
 type ArmLink = (i64, String, i64);
 
-/// A header value on one line: control characters (a line break in a
-/// name stored before names were checked) become spaces.
+/// A header value on one line (a line break in a name stored before
+/// names were folded), the same folding mapping applies to input.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    let mut s = s.to_string();
+    crate::model::one_line(&mut s);
+    s
 }
 
 /// Why a queued welcome is no longer sent, if it is not.

@@ -111,16 +111,26 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         // Any other link of this user is now pointless.
+        Store::revoke_open_links(&mut tx, user_id, t).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Revokes every link of the user that is neither used nor revoked.
+    pub(super) async fn revoke_open_links(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        user_id: i64,
+        at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE welcome_links SET revoked_at = $1
               WHERE user_id = $2 AND used_at IS NULL AND revoked_at IS NULL",
         )
-        .bind(t)
+        .bind(at)
         .bind(user_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(())
     }
 
     /// The user behind a dead link that may ask for a new one: the link

@@ -239,14 +239,7 @@ impl Store {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE welcome_links SET revoked_at = $1
-              WHERE user_id = $2 AND used_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(t)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+        Store::revoke_open_links(&mut tx, user_id, t).await?;
         Store::queue_welcomes(&mut tx, &[user_id], mail_domain).await?;
         tx.commit().await?;
         Ok(Resend::Queued)
