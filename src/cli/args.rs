@@ -1,30 +1,64 @@
 //! The command line as clap parses it: flags, subcommands and their value
 //! types. Checking and resolving them (which source, which domain) is the
 //! second stage, in `cli::mod`.
+//!
+//! `build.rs` includes this file too, to render the man pages and shell
+//! completions from the very definitions the binary parses; so it depends on
+//! nothing but `clap`, `clap_complete` and `std`.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// What `--version` prints: the version and the git commit it was built
+/// from (`build.rs` sets `PBX_ONBOARD_BUILD`; a build outside a git checkout
+/// says so).
+pub const VERSION: &str = match option_env!("PBX_ONBOARD_BUILD") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// The config file of a checkout, used when it exists (relative to the
+/// working directory).
+pub const CHECKOUT_CONFIG: &str = "config/pbx-onboard.toml";
+/// The config file of an installed package.
+pub const SYSTEM_CONFIG: &str = "/etc/pbx-onboard/pbx-onboard.toml";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "pbx-onboard",
-    version,
-    about = "Onboard staff from CSV drops into a hosted PBX store"
+    version = VERSION,
+    about = "Onboard staff from CSV drops and LDAP/AD into a hosted PBX store",
+    long_about = "Onboard staff from CSV drops and LDAP / Active Directory into a hosted PBX \
+                  store: map directory groups to PBX scopes, departments and sites, pick \
+                  extensions from the numbering plan, create, update and disable PBX users \
+                  and their devices at a rate the PBX can take, and send each new user a \
+                  welcome email. The configuration is described in pbx-onboard.toml(5).",
+    after_help = "Exit codes: 0 all applied; 1 some rows refused (the others applied); \
+                  2 config or usage error; 3 refused by a safety threshold; 4 the run failed."
 )]
 pub struct Cli {
-    /// Config file (relative paths in it resolve against its folder).
-    #[arg(
-        long,
-        global = true,
-        default_value = "config/pbx-onboard.toml",
-        env = "PBX_ONBOARD_CONFIG"
-    )]
-    pub config: PathBuf,
+    /// Config file; relative paths in it resolve against its folder.
+    /// [default: ./config/pbx-onboard.toml if it exists, else
+    /// /etc/pbx-onboard/pbx-onboard.toml]
+    #[arg(long, global = true, env = "PBX_ONBOARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The config file to load: `--config` / `PBX_ONBOARD_CONFIG`, else the
+    /// checkout's if present, else the installed package's.
+    pub fn config_path(&self) -> PathBuf {
+        match &self.config {
+            Some(p) => p.clone(),
+            None if Path::new(CHECKOUT_CONFIG).is_file() => PathBuf::from(CHECKOUT_CONFIG),
+            None => PathBuf::from(SYSTEM_CONFIG),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -158,6 +192,12 @@ pub enum Command {
     Daemon,
     /// Load and check the config, open the store, and say what is configured.
     CheckConfig,
+    /// Print the shell completion script for SHELL (the Debian package
+    /// installs them for bash, zsh and fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]

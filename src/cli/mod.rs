@@ -21,7 +21,22 @@ use std::io::{IsTerminal, Write};
 
 /// Runs the CLI and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
-    let config = match Config::load(&cli.config) {
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        // Into a buffer first: clap_complete panics when its writer fails,
+        // and `pbx-onboard completions bash | head` closes the pipe early.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "pbx-onboard", &mut script);
+        return match std::io::stdout().lock().write_all(&script) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("error: writing the completions: {e}");
+                4
+            }
+            _ => 0,
+        };
+    }
+    let path = cli.config_path();
+    let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -29,7 +44,7 @@ pub async fn run(cli: Cli) -> i32 {
         }
     };
     if let Command::Daemon = cli.command {
-        return match crate::daemon::run(&cli.config, config).await {
+        return match crate::daemon::run(&path, config).await {
             Ok(code) => code,
             Err(e) => {
                 tracing::error!(error = %crate::model::chain(&e), "daemon failed");
@@ -300,8 +315,8 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             store.close().await;
             r
         }
-        Command::Daemon => {
-            Err(Usage("the daemon is started by `run`, not `dispatch`".into()).into())
+        Command::Daemon | Command::Completions { .. } => {
+            Err(Usage("started by `run`, not `dispatch`".into()).into())
         }
         Command::CheckConfig => {
             let store = open_store(cfg).await?;
@@ -325,7 +340,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
             for s in &cfg.sources {
                 match &s.kind {
                     SourceKind::Csv(c) => println!(
-                        "  source {} (csv, {:?} mode) → {}: inbox {}",
+                        "  source {} (csv, {} mode) → {}: inbox {}",
                         s.name,
                         s.mode,
                         s.domain.name,

@@ -17,6 +17,15 @@ pub enum SyncMode {
     Delta,
 }
 
+impl std::fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncMode::Full => "full",
+            SyncMode::Delta => "delta",
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub name: String,

@@ -8,6 +8,7 @@ mod import;
 mod inbox;
 mod ldap;
 mod mail;
+mod package;
 mod resume;
 mod robustness;
 mod sip;
