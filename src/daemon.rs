@@ -52,6 +52,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Scim(#[from] sync::scim::http::ScimSetupError),
 }
 
 /// Why a config sent with SIGHUP is not taken.
@@ -67,6 +69,8 @@ enum ReloadError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Scim(#[from] sync::scim::http::ScimSetupError),
 }
 
 /// How often the mail worker looks for due emails without being woken.
@@ -103,6 +107,11 @@ async fn mail_worker(
 fn reloadable(path: &Path) -> Result<Config, ReloadError> {
     let cfg = Config::load(path)?;
     crate::mail::Mailer::new(&cfg.mail)?;
+    for s in &cfg.sources {
+        if let Resolved::Scim(scim) = s.resolve() {
+            sync::scim::http::read_tokens(&s.name, &scim.scim.token_file)?;
+        }
+    }
     if let Some(p) = &cfg.web.password_blocklist_file {
         std::fs::metadata(p).map_err(|source| ReloadError::Blocklist {
             path: p.clone(),
@@ -188,11 +197,12 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
         let wake = Arc::new(tokio::sync::Notify::new());
         let welcome = welcome_app(&cfg, &store, &mailer, wake.clone())?;
         {
-            let (store, quit, stop, m) = (
+            let (store, quit, stop, m, wake) = (
                 store.clone(),
                 quit_rx.clone(),
                 stop.clone(),
                 metrics.clone(),
+                wake.clone(),
             );
             tasks.spawn(supervise(
                 "mail worker",
@@ -210,7 +220,14 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
                 },
             ));
         }
-        let app = web::router(
+        let scim = sync::scim::http::ScimApp::new(
+            Arc::new(cfg.clone()),
+            store.clone(),
+            metrics.clone(),
+            stop.clone(),
+            wake.clone(),
+        )?;
+        let mut app = web::router(
             AppState {
                 store: store.clone(),
                 metrics: metrics.clone(),
@@ -219,6 +236,9 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
             },
             Some(welcome),
         );
+        if let Some(scim) = scim {
+            app = app.merge(sync::scim::http::router(scim));
+        }
         let mut web_quit = quit_rx.clone();
         tasks.spawn(async move {
             let shutdown = async move {
@@ -237,6 +257,10 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
         let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
         let mut watchers = Vec::new();
         for source in &cfg.sources {
+            // A scim source is served by the web server: no worker.
+            if matches!(source.kind, SourceKind::Scim(_)) {
+                continue;
+            }
             let (tx, rx) = mpsc::channel::<()>(8);
             // A first pass at start picks up leftovers.
             let _ = tx.try_send(());
@@ -466,6 +490,7 @@ async fn pass(
                 .await
                 .map(|r| vec![r]),
         ),
+        Resolved::Scim(_) => return,
         Resolved::Csv(c) => (
             "drop-folder file imported",
             "drop-folder pass failed",

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  source::csv (drop folder, import FILE)  ┐
-//!  source::ldap (LDAP / AD, paged)         ┴► StaffRecord ─► mapping ─► UserSpec
+//!  source::ldap (LDAP / AD, paged)         ┤
+//!  scim (Users/Groups a SCIM client pushes)┴► StaffRecord ─► mapping ─► UserSpec
 //!                                                      (config rules, numbering)
 //!  store (users of the domain) ───────────────────────────────┐         │
 //!                                                             ▼         ▼
@@ -18,7 +19,8 @@
 //!
 //!  mail: outbox ─► askama templates ─► lettre (SMTP) or .eml files
 //!  web:  /welcome/{token} (set password and PIN), /healthz, /metrics
-//!  daemon: cron schedules + folder watch ─► sync; mail worker; web server
+//!  daemon: cron schedules + folder watch ─► sync; mail worker; web server;
+//!          /scim/v2/{source}/ (sync::scim::http) ─► one run per write
 //! ```
 //!
 //! Modules are listed by layer, bottom to top; a module never imports from
@@ -52,6 +54,8 @@ pub mod mapping;
 pub mod plan;
 /// The run report.
 pub mod report;
+/// SCIM 2.0 documents: filters, PATCH, User resources as records.
+pub mod scim;
 
 // ---- Layer 1: I/O.
 /// TLS trust for the LDAP and SMTP clients.

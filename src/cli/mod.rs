@@ -85,6 +85,11 @@ fn csv_source<'a>(
             l.source.name
         ))
         .into()),
+        Resolved::Scim(s) => Err(Usage(format!(
+            "source `{}` is a scim source: identity providers push to it (`daemon`)",
+            s.source.name
+        ))
+        .into()),
     }
 }
 
@@ -95,6 +100,11 @@ fn ldap_source<'a>(cfg: &'a Config, name: Option<&str>) -> anyhow::Result<LdapSo
         Resolved::Csv(c) => Err(Usage(format!(
             "source `{}` is a csv source: use `import`",
             c.source.name
+        ))
+        .into()),
+        Resolved::Scim(s) => Err(Usage(format!(
+            "source `{}` is a scim source: identity providers push to it (`daemon`)",
+            s.source.name
         ))
         .into()),
     }
@@ -378,6 +388,23 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                                     s.name, s.domain.name
                                 );
                                 code = 4;
+                            }
+                        }
+                    }
+                    SourceKind::Scim(sc) => {
+                        match crate::sync::scim::http::read_tokens(&s.name, &sc.token_file) {
+                            Ok(t) => println!(
+                                "  source {} (scim) → {}: served at {}/scim/v2/{}/ ({} tokens in {})",
+                                s.name,
+                                s.domain.name,
+                                cfg.mail.link_base_url.trim_end_matches('/'),
+                                s.name,
+                                t.len(),
+                                sc.token_file.display()
+                            ),
+                            Err(e) => {
+                                println!("  source {}: FAILED: {e}", s.name);
+                                code = 2;
                             }
                         }
                     }

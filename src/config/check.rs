@@ -4,8 +4,8 @@
 use super::raw::{RawConfig, RawDomain, RawLimits, RawRule, RawSource, RawStore};
 use super::source::{Schedule, DEFAULT_LDAP_SCHEDULE};
 use super::{
-    Config, ConfigError, CsvSourceConfig, DaemonConfig, DomainConfig, Limits, Rule, SiteConfig,
-    SourceConfig, SourceKind, StoreConfig, SyncMode,
+    Config, ConfigError, CsvSourceConfig, DaemonConfig, DomainConfig, Limits, Rule,
+    ScimSourceConfig, SiteConfig, SourceConfig, SourceKind, StoreConfig, SyncMode,
 };
 use crate::model::{fold, DeviceType, Field, InvalidValue, PhoneNumber, Scope, UserKind};
 use crate::numbering::{NumberRange, NumberSet};
@@ -414,7 +414,7 @@ impl Checker<'_> {
                 format!("no [[domain]] named `{wanted}`"),
             ));
         };
-        let mode = match s.mode.as_ref().map(|m| m.get_ref().as_str()) {
+        let mut mode = match s.mode.as_ref().map(|m| m.get_ref().as_str()) {
             None | Some("full") => SyncMode::Full,
             Some("delta") => SyncMode::Delta,
             Some(other) => {
@@ -486,20 +486,49 @@ impl Checker<'_> {
                 })
             }
             "ldap" => SourceKind::Ldap(Box::new(self.ldap_source(s)?)),
+            "scim" => {
+                // A request changes the people it names: nobody is
+                // disabled for being absent from it.
+                if mode == SyncMode::Full && s.mode.is_some() {
+                    return Err(self.err(
+                        s.mode.as_ref().map_or(0..0, |m| m.span()),
+                        "source.mode",
+                        "a scim source changes only the people a request names: leave `mode` out (or \"delta\")",
+                    ));
+                }
+                mode = SyncMode::Delta;
+                let file = s.token_file.as_ref().ok_or_else(|| {
+                    self.err(
+                        s.name.span(),
+                        "source.token_file",
+                        "a scim source needs a token_file (bearer tokens, one per line)",
+                    )
+                })?;
+                SourceKind::Scim(ScimSourceConfig {
+                    token_file: self.resolve(file.get_ref()),
+                })
+            }
             other => {
                 return Err(self.err(
                     s.kind.span(),
                     "source.kind",
-                    format!("`{other}`: expected \"csv\" or \"ldap\""),
+                    format!("`{other}`: expected \"csv\", \"ldap\" or \"scim\""),
                 ));
             }
         };
+        if s.token_file.is_some() && !matches!(kind, SourceKind::Scim(_)) {
+            return Err(self.err(
+                s.name.span(),
+                "source.token_file",
+                "only scim sources have this key",
+            ));
+        }
         let schedule = match &s.schedule {
             // An ldap source without a schedule syncs every 15 minutes; a
             // drop folder is watched instead.
             None => match kind {
                 SourceKind::Ldap(_) => Some(Schedule(DEFAULT_LDAP_SCHEDULE.to_string())),
-                SourceKind::Csv(_) => None,
+                SourceKind::Csv(_) | SourceKind::Scim(_) => None,
             },
             Some(expr) => {
                 let e = expr.get_ref().trim();

@@ -24,8 +24,8 @@ pub use mail::{MailConfig, MailTransport, SmtpConfig, SmtpTls, WebConfig};
 use raw::RawConfig;
 pub use rule::Rule;
 pub use source::{
-    CsvSource, CsvSourceConfig, LdapSource, Resolved, Schedule, SourceConfig, SourceKind, SyncMode,
-    DEFAULT_LDAP_SCHEDULE,
+    CsvSource, CsvSourceConfig, LdapSource, Resolved, Schedule, ScimSource, ScimSourceConfig,
+    SourceConfig, SourceKind, SyncMode, DEFAULT_LDAP_SCHEDULE,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -161,6 +161,9 @@ pub(super) struct RawSource {
     pub(super) delete_after_days: Option<u32>,
     #[serde(default)]
     pub(super) schedule: Option<Spanned<String>>,
+    // SCIM sources.
+    #[serde(default)]
+    pub(super) token_file: Option<Spanned<String>>,
     // LDAP sources (see `ldap.rs`).
     #[serde(default)]
     pub(super) profile: Option<Spanned<String>>,

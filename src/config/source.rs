@@ -43,6 +43,16 @@ pub struct SourceConfig {
 pub enum SourceKind {
     Csv(CsvSourceConfig),
     Ldap(Box<LdapSourceConfig>),
+    Scim(ScimSourceConfig),
+}
+
+/// A SCIM source: identity providers push to `/scim/v2/{name}/`.
+#[derive(Debug, Clone)]
+pub struct ScimSourceConfig {
+    /// Bearer tokens, one per line (plain, or `sha256:HEX` of the token);
+    /// the daemon refuses to start when it is missing, empty or readable by
+    /// others.
+    pub token_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -81,11 +91,19 @@ pub struct LdapSource<'a> {
     pub ldap: &'a LdapSourceConfig,
 }
 
+/// A scim source with its settings: what the daemon serves.
+#[derive(Debug, Clone, Copy)]
+pub struct ScimSource<'a> {
+    pub source: &'a SourceConfig,
+    pub scim: &'a ScimSourceConfig,
+}
+
 /// A source by kind, so a run gets exactly the settings it needs.
 #[derive(Debug, Clone, Copy)]
 pub enum Resolved<'a> {
     Csv(CsvSource<'a>),
     Ldap(LdapSource<'a>),
+    Scim(ScimSource<'a>),
 }
 
 impl SourceConfig {
@@ -93,6 +111,7 @@ impl SourceConfig {
         match &self.kind {
             SourceKind::Csv(csv) => Resolved::Csv(CsvSource { source: self, csv }),
             SourceKind::Ldap(ldap) => Resolved::Ldap(LdapSource { source: self, ldap }),
+            SourceKind::Scim(scim) => Resolved::Scim(ScimSource { source: self, scim }),
         }
     }
 
@@ -100,6 +119,7 @@ impl SourceConfig {
         match self.kind {
             SourceKind::Csv(_) => "csv",
             SourceKind::Ldap(_) => "ldap",
+            SourceKind::Scim(_) => "scim",
         }
     }
 }

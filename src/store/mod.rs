@@ -18,6 +18,8 @@ mod links;
 mod lock;
 mod outbox;
 mod runs;
+mod scim;
+pub use scim::{ScimKind, ScimRow, ScimWrite, Taken};
 mod state;
 pub use state::{ReadMark, SourceState};
 mod sql;

@@ -12,6 +12,7 @@
 
 pub mod csv;
 pub mod ldap;
+pub mod scim;
 
 use crate::apply::{apply_plan, ApplyError, ApplyOptions};
 use crate::config::{Config, DomainConfig, SourceConfig, SyncMode};

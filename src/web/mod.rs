@@ -36,6 +36,8 @@ pub struct Metrics {
     mail_retried: AtomicU64,
     /// Daemon task -> (running now, panics so far).
     tasks: Mutex<BTreeMap<String, (bool, u64)>>,
+    /// SCIM requests: (method, status) -> count.
+    scim: Mutex<BTreeMap<(String, u16), u64>>,
 }
 
 impl Metrics {
@@ -61,6 +63,13 @@ impl Metrics {
         self.mail_sent.fetch_add(r.sent, Ordering::Relaxed);
         self.mail_failed.fetch_add(r.failed, Ordering::Relaxed);
         self.mail_retried.fetch_add(r.retrying, Ordering::Relaxed);
+    }
+
+    /// A SCIM request answered.
+    pub fn record_scim(&self, method: &str, status: u16) {
+        if let Ok(mut m) = self.scim.lock() {
+            *m.entry((method.to_string(), status)).or_default() += 1;
+        }
     }
 
     /// A supervised daemon task started (or restarted).
@@ -173,6 +182,20 @@ impl Metrics {
                     s,
                     "pbx_onboard_task_panics_total{{task=\"{}\"}} {panics}",
                     label(task)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP pbx_onboard_scim_requests_total SCIM requests by method and status."
+        );
+        let _ = writeln!(s, "# TYPE pbx_onboard_scim_requests_total counter");
+        if let Ok(scim) = self.scim.lock() {
+            for ((method, status), n) in scim.iter() {
+                let _ = writeln!(
+                    s,
+                    "pbx_onboard_scim_requests_total{{method=\"{}\",status=\"{status}\"}} {n}",
+                    label(method)
                 );
             }
         }

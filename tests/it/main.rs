@@ -11,6 +11,7 @@ mod mail;
 mod package;
 mod resume;
 mod robustness;
+mod scim;
 mod sip;
 mod store;
 mod welcome;
