@@ -12,6 +12,7 @@ CREATE TABLE scim_resources (
     kind                TEXT NOT NULL,
     id                  TEXT NOT NULL,
     external_id         TEXT,
+    pbx_key             TEXT,             -- users.source_id of a User's PBX user, fixed at create
     name_key            TEXT,
     body                TEXT NOT NULL,
     version             BIGINT NOT NULL,

@@ -137,6 +137,25 @@ fn with_path(
     value: Option<Value>,
     n: usize,
 ) -> Result<(), ScimError> {
+    // A whole extension: `path: "urn:…:enterprise:2.0:User"`.
+    if let Some(ext) = known_extension(path.trim()) {
+        let a = AttrPath {
+            uri: None,
+            name: ext.to_string(),
+            sub_attr: None,
+        };
+        match (op, value) {
+            (Op::Remove, _) => remove(resource, &a),
+            (_, Some(v)) => set(resource, op, &a, v),
+            (_, None) => {
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    format!("operation {}: {ext} needs a value", n + 1),
+                ))
+            }
+        }
+        return Ok(());
+    }
     let parsed = path.parse::<PatchPath>().map_err(|_| {
         ScimError::bad(
             "invalidPath",
@@ -147,6 +166,23 @@ fn with_path(
             ),
         )
     })?;
+    let attr = match &parsed {
+        PatchPath::Attr(a) => a,
+        PatchPath::Value(vp) => &vp.attr,
+    };
+    if let Some(uri) = attr.uri.as_deref() {
+        let core = uri.eq_ignore_ascii_case(USER_SCHEMA) || uri.eq_ignore_ascii_case(GROUP_SCHEMA);
+        if !core && known_extension(uri).is_none() {
+            return Err(ScimError::bad(
+                "invalidPath",
+                format!(
+                    "operation {}: `{}` is not a schema this server has",
+                    n + 1,
+                    crate::model::excerpt(uri)
+                ),
+            ));
+        }
+    }
     match parsed {
         PatchPath::Attr(a) => match (op, value) {
             (Op::Remove, Some(Value::Array(items))) => {

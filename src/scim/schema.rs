@@ -76,9 +76,30 @@ fn schema(id: &str, name: &str, description: &str, attributes: Vec<Value>, base:
     })
 }
 
-/// The schemas this server reads. Core attributes it does not use are
-/// still accepted and returned as sent.
-pub fn schemas(base: &str) -> Vec<Value> {
+/// Suggested values (RFC 7643 §7): clients offer them in pickers.
+fn canonical(mut a: Value, values: &[&str]) -> Value {
+    if let Some(o) = a.as_object_mut() {
+        o.insert("canonicalValues".into(), json!(values));
+    }
+    a
+}
+
+/// The schemas this server reads, with the domain's site names as the
+/// canonical values of `site`. Core attributes it does not use are still
+/// accepted and returned as sent.
+pub fn schemas(base: &str, sites: &[&str]) -> Vec<Value> {
+    let scopes: Vec<&str> = crate::model::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    let mut group_name = attr(
+        "displayName",
+        "string",
+        "Mapping rules match it (group = \"…\")",
+    );
+    if let Some(o) = group_name.as_object_mut() {
+        o.insert("required".into(), json!(true));
+    }
     let mut user_name = attr(
         "userName",
         "string",
@@ -88,13 +109,15 @@ pub fn schemas(base: &str) -> Vec<Value> {
         o.insert("required".into(), json!(true));
         o.insert("uniqueness".into(), json!("server"));
     }
+    // The PBX assigns the extension (readOnly); a value sent with the
+    // create is taken as a request, as a CSV row's extension column is.
     let mut ext = attr(
         "extension",
         "string",
-        "The PBX extension; picked from the numbering plan when absent. Immutable once set",
+        "The PBX extension, from the numbering plan; a create may ask for one. Never changes",
     );
     if let Some(o) = ext.as_object_mut() {
-        o.insert("mutability".into(), json!("immutable"));
+        o.insert("mutability".into(), json!("readOnly"));
     }
     let typed = |name: &str, d: &str| {
         complex(
@@ -166,14 +189,19 @@ pub fn schemas(base: &str) -> Vec<Value> {
             "What the PBX needs beyond the core schema",
             vec![
                 ext,
-                attr("site", "string", "A configured site of the domain"),
-                attr(
-                    "scope",
-                    "string",
-                    "Basic User, Office Manager, Call Center Agent, …",
+                canonical(
+                    attr("site", "string", "A configured site of the domain"),
+                    sites,
+                ),
+                canonical(
+                    attr("scope", "string", "What the user may do in the portal"),
+                    &scopes,
                 ),
                 attr("voicemail", "boolean", "Whether the user has voicemail"),
-                attr("device", "string", "sip, web or none"),
+                canonical(
+                    attr("device", "string", "The phone device"),
+                    &["sip", "web", "none"],
+                ),
             ],
             base,
         ),
@@ -182,11 +210,7 @@ pub fn schemas(base: &str) -> Vec<Value> {
             "Group",
             "Group",
             vec![
-                attr(
-                    "displayName",
-                    "string",
-                    "Mapping rules match it (group = \"…\")",
-                ),
+                group_name,
                 complex(
                     "members",
                     true,

@@ -4,7 +4,7 @@
 //! | record | SCIM attribute |
 //! |---|---|
 //! | source id | `externalId`, else `id` |
-//! | first / last name | `name.givenName`, `name.familyName` |
+//! | first / last name | `name.givenName` (else `displayName`, else `userName`), `name.familyName` |
 //! | emails | `emails[].value`, the `primary` one first |
 //! | title | `title` |
 //! | status | `active` (`false`, or the string `"False"`: disabled) |
@@ -194,7 +194,12 @@ pub fn record(
             columns: columns(),
         },
         source_id: external_id(resource).unwrap_or_else(|| id.to_string()),
-        first_name: text(name.and_then(|n| member(n, "givenName"))),
+        // A user needs a name to show: without givenName, the displayName,
+        // else the userName (the mapping then asks for a last name if the
+        // domain requires one).
+        first_name: text(name.and_then(|n| member(n, "givenName")))
+            .or_else(|| text(member(resource, "displayName")))
+            .or_else(|| text(member(resource, "userName"))),
         last_name: text(name.and_then(|n| member(n, "familyName"))),
         emails: emails.into_iter().map(|(_, e)| e).collect(),
         department: text(enterprise.and_then(|e| member(e, "department"))),

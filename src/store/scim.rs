@@ -23,6 +23,9 @@ impl ScimKind {
 pub struct ScimRow {
     pub id: String,
     pub external_id: Option<String>,
+    /// The `users.source_id` a User's PBX user is kept under: its
+    /// externalId at create, else its id. Never changes.
+    pub pbx_key: Option<String>,
     pub body: String,
     pub version: i64,
     pub created_at: i64,
@@ -36,6 +39,8 @@ pub struct ScimWrite<'a> {
     pub kind: ScimKind,
     pub id: &'a str,
     pub external_id: Option<&'a str>,
+    /// Set at insert only (see [`ScimRow::pbx_key`]).
+    pub pbx_key: Option<&'a str>,
     /// The folded userName of a User; `None` for a Group.
     pub name_key: Option<&'a str>,
     pub body: &'a str,
@@ -51,7 +56,7 @@ pub enum Taken {
     Stale,
 }
 
-const COLUMNS: &str = "id, external_id, body, version, created_at, updated_at";
+const COLUMNS: &str = "id, external_id, body, version, created_at, updated_at, pbx_key";
 
 fn row(r: &sqlx::any::AnyRow) -> Result<ScimRow, StoreError> {
     Ok(ScimRow {
@@ -61,6 +66,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<ScimRow, StoreError> {
         version: r.try_get(3)?,
         created_at: r.try_get(4)?,
         updated_at: r.try_get(5)?,
+        pbx_key: r.try_get(6)?,
     })
 }
 
@@ -124,8 +130,8 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "INSERT INTO scim_resources
-               (source, kind, id, external_id, name_key, body, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+               (source, kind, id, external_id, name_key, body, version, created_at, updated_at, pbx_key)
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)",
         )
         .bind(w.source)
         .bind(w.kind.as_str())
@@ -134,6 +140,7 @@ impl Store {
         .bind(w.name_key)
         .bind(w.body)
         .bind(w.now)
+        .bind(w.pbx_key)
         .execute(&mut *tx)
         .await;
         match r {

@@ -199,6 +199,19 @@ pub fn router(app: Arc<ScimApp>) -> Router {
         .route("/scim/v2/{source}/Schemas", get(schemas))
         .route("/scim/v2/{source}/Schemas/{id}", get(schema_one))
         .route("/scim/v2/{source}/Users", get(list_users).post(create_user))
+        .route("/scim/v2/{source}/.search", axum::routing::post(search_all))
+        .route(
+            "/scim/v2/{source}/Users/.search",
+            axum::routing::post(search_users),
+        )
+        .route(
+            "/scim/v2/{source}/Groups/.search",
+            axum::routing::post(search_groups),
+        )
+        .route(
+            "/scim/v2/{source}/{*rest}",
+            axum::routing::any(no_such_endpoint),
+        )
         .route(
             "/scim/v2/{source}/Users/{id}",
             get(get_user)
@@ -482,40 +495,17 @@ fn location(name: &str, kind: ScimKind, id: &str) -> String {
     format!("scim:{name}/{}/{id}", kind_path(kind))
 }
 
-/// The source id a User's PBX user is kept under.
+/// The source id a User's PBX user is kept under: fixed when the resource
+/// was created (its externalId then, else its id), so a later externalId
+/// change does not orphan the PBX user.
 fn record_id(res: &Value, id: &str) -> String {
     user::external_id(res).unwrap_or_else(|| id.to_string())
 }
 
-/// Writes the PBX user's extension into the resource when it states none;
-/// true if it did.
-async fn assign_extension(
-    app: &ScimApp,
-    name: &str,
-    source_id: &str,
-    res: &mut Value,
-) -> Result<bool, ScimError> {
-    if user::pbx_extension(res).is_some() {
-        return Ok(false);
-    }
-    let Some(ext) = app
-        .store
-        .source_user_extension(name, source_id)
-        .await
-        .map_err(store_error)?
-    else {
-        return Ok(false);
-    };
-    if let Some(o) = res.as_object_mut() {
-        let pbx = o
-            .entry(crate::scim::PBX_SCHEMA)
-            .or_insert_with(resource::empty);
-        if let Some(p) = pbx.as_object_mut() {
-            p.insert("extension".into(), Value::String(ext));
-        }
-    }
-    user::normalise(res)?;
-    Ok(true)
+fn pbx_key(row: &ScimRow, res: &Value) -> String {
+    row.pbx_key
+        .clone()
+        .unwrap_or_else(|| record_id(res, &row.id))
 }
 
 fn strip_server_fields(v: &mut Value) {
@@ -554,8 +544,17 @@ async fn resource_type(
     }
 }
 
+fn all_schemas(app: &ScimApp, name: &str) -> Vec<Value> {
+    let sites: Vec<&str> = app
+        .cfg
+        .source(name)
+        .map(|s| s.domain.sites.iter().map(|x| x.name.as_str()).collect())
+        .unwrap_or_default();
+    schema::schemas(&app.base(name), &sites)
+}
+
 async fn schemas(State(app): State<Arc<ScimApp>>, Path(name): Path<String>) -> Response {
-    let all = schema::schemas(&app.base(&name));
+    let all = all_schemas(&app, &name);
     scim_json(StatusCode::OK, &resource::list_response(all.len(), 1, all))
 }
 
@@ -563,7 +562,7 @@ async fn schema_one(
     State(app): State<Arc<ScimApp>>,
     Path((name, id)): Path<(String, String)>,
 ) -> Response {
-    match schema::schemas(&app.base(&name)).into_iter().find(|s| {
+    match all_schemas(&app, &name).into_iter().find(|s| {
         s.get("id")
             .and_then(Value::as_str)
             .is_some_and(|s| s.eq_ignore_ascii_case(&id))
@@ -581,15 +580,28 @@ async fn list(
     kind: ScimKind,
     q: &HashMap<String, String>,
 ) -> Result<Response, ScimError> {
+    list_kinds(app, name, &[kind], q).await
+}
+
+/// A list of the resources of `kinds` (both for a root `.search`), in
+/// creation order per kind.
+async fn list_kinds(
+    app: &ScimApp,
+    name: &str,
+    kinds: &[ScimKind],
+    q: &HashMap<String, String>,
+) -> Result<Response, ScimError> {
     app.source(name)?;
     let f = param(q, "filter").map(filter::parse).transpose()?;
     let (start, count) = resource::paging(param(q, "startIndex"), param(q, "count"), MAX_PAGE)?;
-    let rows = app.store.scim_list(name, kind).await.map_err(store_error)?;
     let mut matched = Vec::new();
-    for row in &rows {
-        let v = render(app, name, kind, row)?;
-        if f.as_ref().is_none_or(|f| filter::matches(f, &v)) {
-            matched.push(v);
+    for &kind in kinds {
+        let rows = app.store.scim_list(name, kind).await.map_err(store_error)?;
+        for row in &rows {
+            let v = render(app, name, kind, row)?;
+            if f.as_ref().is_none_or(|f| filter::matches(f, &v)) {
+                matched.push(v);
+            }
         }
     }
     let total = matched.len();
@@ -620,6 +632,72 @@ async fn read_one(
         param(q, "excludedAttributes"),
     );
     Ok(one(StatusCode::OK, &v, row.version, None))
+}
+
+/// Anything else under a source's path: a SCIM 404, not a bare one.
+async fn no_such_endpoint(Path((_, rest)): Path<(String, String)>) -> Response {
+    ScimError::new(
+        404,
+        None,
+        format!("no SCIM endpoint `/{}`", crate::model::excerpt(&rest)),
+    )
+    .into_response()
+}
+
+/// `POST …/.search` (RFC 7644 §3.4.3): the query in a SearchRequest body.
+fn search_query(body: &[u8]) -> Result<HashMap<String, String>, ScimError> {
+    let v = resource::object(body)?;
+    let mut q = HashMap::new();
+    for key in [
+        "filter",
+        "startIndex",
+        "count",
+        "attributes",
+        "excludedAttributes",
+    ] {
+        let text = match filter::member(&v, key) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(other) => other.to_string(),
+        };
+        q.insert(key.to_string(), text);
+    }
+    Ok(q)
+}
+
+async fn search_all(
+    State(app): State<Arc<ScimApp>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    finish(
+        async {
+            let q = search_query(&body)?;
+            list_kinds(&app, &name, &[ScimKind::User, ScimKind::Group], &q).await
+        }
+        .await,
+    )
+}
+
+async fn search_users(
+    State(app): State<Arc<ScimApp>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    finish(async { list(&app, &name, ScimKind::User, &search_query(&body)?).await }.await)
+}
+
+async fn search_groups(
+    State(app): State<Arc<ScimApp>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    finish(async { list(&app, &name, ScimKind::Group, &search_query(&body)?).await }.await)
 }
 
 async fn list_users(
@@ -683,11 +761,13 @@ async fn create_user_inner(app: &ScimApp, name: &str, body: &[u8]) -> Result<Res
     let _queue = queue(state).await?;
     let key = user_name.to_lowercase();
     let text = res.to_string();
+    let pbx_key = record.source_id.clone();
     let write = ScimWrite {
         source: name,
         kind: ScimKind::User,
         id: &id,
         external_id: external.as_deref(),
+        pbx_key: Some(&pbx_key),
         name_key: Some(&key),
         body: &text,
         now: crate::time::now(),
@@ -726,27 +806,6 @@ async fn create_user_inner(app: &ScimApp, name: &str, body: &[u8]) -> Result<Res
             tracing::error!(error = %crate::model::chain(&d), id, "scim: a refused User stays stored");
         }
         return Err(e);
-    }
-    // The extension the numbering plan picked is the resource's from now on.
-    let mut stored = res.clone();
-    if assign_extension(app, name, &record_id(&res, &id), &mut stored).await? {
-        let text = stored.to_string();
-        let write = ScimWrite {
-            body: &text,
-            ..write
-        };
-        if let Err(e) = app
-            .store
-            .scim_replace(&write, 1)
-            .await
-            .map_err(store_error)?
-        {
-            tracing::warn!(
-                ?e,
-                id,
-                "scim: the new User changed before its extension was stored"
-            );
-        }
     }
     let row = load(app, name, ScimKind::User, &id).await?;
     let at = format!("{}/Users/{id}", app.base(name));
@@ -813,45 +872,29 @@ async fn change_user(
     strip_server_fields(&mut res);
     user::normalise(&mut res)?;
     let user_name = user::user_name(&res)?;
-    // The extension is fixed once the user has one; a PUT that leaves it
-    // out keeps it.
-    match (user::pbx_extension(&old), user::pbx_extension(&res)) {
-        (Some(a), Some(b)) if a != b => {
+    let external = user::external_id(&res);
+    let key_of_user = pbx_key(&row, &old);
+    // The extension never changes once the PBX user has one: a resource may
+    // state it (or leave it out), not change it.
+    if let Some(asked) = user::pbx_extension(&res) {
+        let current = app
+            .store
+            .source_user_extension(name, &key_of_user)
+            .await
+            .map_err(store_error)?;
+        if let Some(current) = current.filter(|c| *c != asked) {
             return Err(ScimError::bad(
                 "mutability",
                 format!(
-                    "{}:extension is immutable: it is `{a}`",
+                    "{}:extension is immutable: this user's is {current}",
                     crate::scim::PBX_SCHEMA
                 ),
-            ))
+            ));
         }
-        (Some(a), None) => {
-            if let Some(o) = res.as_object_mut() {
-                let ext = o
-                    .entry(crate::scim::PBX_SCHEMA)
-                    .or_insert_with(resource::empty);
-                if let Some(e) = ext.as_object_mut() {
-                    e.insert("extension".into(), Value::String(a));
-                }
-            }
-            user::normalise(&mut res)?;
-        }
-        _ => {}
-    }
-    // The PBX user is kept under externalId: changing it would orphan them.
-    let external = user::external_id(&res);
-    if external != user::external_id(&old) && user::external_id(&old).is_some() {
-        return Err(ScimError::bad(
-            "mutability",
-            "externalId is the key of the PBX user and cannot change",
-        ));
     }
     let groups = groups_of(app, name, id).await?;
     let mut record = user::record(&res, id, groups, location(name, ScimKind::User, id).into())?;
-    // Without an externalId the user was kept under the server's id.
-    if external.is_none() {
-        record.source_id = id.to_string();
-    }
+    record.source_id.clone_from(&key_of_user);
     let report = run(
         app,
         source,
@@ -862,7 +905,6 @@ async fn change_user(
     if let Some(e) = problem(&report) {
         return Err(e);
     }
-    assign_extension(app, name, &record_id(&res, id), &mut res).await?;
     let key = user_name.to_lowercase();
     let text = res.to_string();
     let write = ScimWrite {
@@ -870,6 +912,7 @@ async fn change_user(
         kind: ScimKind::User,
         id,
         external_id: external.as_deref(),
+        pbx_key: None,
         name_key: Some(&key),
         body: &text,
         now: crate::time::now(),
@@ -929,9 +972,7 @@ async fn delete_user(
                 Vec::new(),
                 location(&name, ScimKind::User, &id).into(),
             )?;
-            if user::external_id(&res).is_none() {
-                record.source_id = id.clone();
-            }
+            record.source_id = pbx_key(&row, &res);
             let report = run(
                 &app,
                 source,
@@ -980,9 +1021,7 @@ async fn rerun_members(
             groups,
             location(name, ScimKind::User, &uid).into(),
         )?;
-        if user::external_id(&res).is_none() {
-            record.source_id = uid.clone();
-        }
+        record.source_id = pbx_key(&row, &res);
         records.push(record);
     }
     if records.is_empty() {
@@ -1040,6 +1079,7 @@ async fn create_group(
                 kind: ScimKind::Group,
                 id: &id,
                 external_id: external.as_deref(),
+                pbx_key: None,
                 name_key: None,
                 body: &text,
                 now: crate::time::now(),
@@ -1130,6 +1170,7 @@ async fn change_group(
         kind: ScimKind::Group,
         id,
         external_id: external.as_deref(),
+        pbx_key: None,
         name_key: None,
         body: &text,
         now: crate::time::now(),
