@@ -577,3 +577,85 @@ async fn discovery_documents_name_the_pbx_schema() {
 }
 
 crate::both_stores!(user_lifecycle, groups_drive_mapping_rules);
+
+/// Two daemons on one PostgreSQL behind a load balancer: concurrent POSTs
+/// of the same person, half to each, make exactly one PBX user; every other
+/// answer is a 409 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_make_one_user_of_concurrent_posts() {
+    let s = start(Backend::Postgres, LIMITS_OPEN).await;
+    let port_b = free_port();
+    let text = std::fs::read_to_string(&s.env.config).expect("config");
+    let b_config = s.env.path("b.toml");
+    std::fs::write(
+        &b_config,
+        text.replace(
+            &format!("127.0.0.1:{}", s.port),
+            &format!("127.0.0.1:{port_b}"),
+        ),
+    )
+    .expect("write");
+    let _b = Daemon::start_config(&s.env, &b_config, port_b, "b");
+    for round in 0..3 {
+        let mut body = entra_user(100 + round);
+        // Same externalId, userNames differing in case only on one side.
+        let threads: Vec<_> = (0..8)
+            .map(|k| {
+                let port = if k % 2 == 0 { s.port } else { port_b };
+                if k % 3 == 0 {
+                    body["userName"] =
+                        json!(body["userName"].as_str().unwrap_or_default().to_uppercase());
+                }
+                let body = body.clone();
+                std::thread::spawn(move || {
+                    request(
+                        port,
+                        "POST",
+                        "/scim/v2/entra/Users",
+                        Some(TOKEN),
+                        &[],
+                        Some(&body),
+                    )
+                    .status
+                })
+            })
+            .collect();
+        let mut codes: Vec<u16> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        codes.sort_unstable();
+        assert_eq!(
+            codes.iter().filter(|c| **c == 201).count(),
+            1,
+            "round {round}: {codes:?}"
+        );
+        assert!(
+            codes.iter().all(|c| *c == 201 || *c == 409),
+            "round {round}: {codes:?}"
+        );
+    }
+    let users = s.env.users();
+    assert_eq!(users.len(), 3, "{users:?}");
+}
+
+/// Writes beyond `limits.writes_per_second` are a 429 with Retry-After,
+/// not a queue without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_beyond_the_rate_are_429_with_retry_after() {
+    let limits = "writes_per_second = 1\nburst = 2\nmax_disable = 1000\nmax_disable_percent = 100\nmax_billable = 1000000\n";
+    let s = start(Backend::Sqlite, limits).await;
+    let codes: Vec<Answer> = (0..6)
+        .map(|n| s.call("POST", "/Users", Some(&entra_user(200 + n))))
+        .collect();
+    let limited: Vec<&Answer> = codes.iter().filter(|a| a.status == 429).collect();
+    assert!(
+        !limited.is_empty(),
+        "{:?}",
+        codes.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert!(limited.iter().all(|a| a.header("Retry-After").is_some()));
+    assert!(codes.iter().all(|a| a.status == 201 || a.status == 429));
+    // Reads are not limited.
+    assert_eq!(s.call("GET", "/Users", None).status, 200);
+}
