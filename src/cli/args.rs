@@ -187,6 +187,11 @@ pub enum Command {
         #[command(subcommand)]
         action: WelcomeAction,
     },
+    /// Disables a scim source asked for beyond the limits, held for an admin.
+    Held {
+        #[command(subcommand)]
+        action: HeldAction,
+    },
     /// Run as a service: watch the drop folders, run the schedules, serve
     /// /healthz and /metrics. SIGTERM stops, SIGHUP reloads the config.
     Daemon,
@@ -197,6 +202,38 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HeldAction {
+    /// The pending held disables, oldest first.
+    List {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Apply held disables now (as one run per source).
+    Approve {
+        /// Hold ids (from `held list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        /// Every pending hold (of --source).
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Drop held disables: the PBX users stay active (re-activate them in
+    /// the identity provider, or they are disabled by its next change).
+    Discard {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        source: Option<String>,
     },
 }
 

@@ -6,6 +6,7 @@
 //! failed (store unreachable, I/O error, store changed under a plan).
 
 mod args;
+mod held;
 mod mail;
 mod render;
 
@@ -15,7 +16,8 @@ use crate::store::Store;
 use crate::sync::{self, RunOptions};
 use anyhow::Context;
 pub use args::{
-    Cli, Command, DevicesAction, Format, ListFormat, LogFormat, MailAction, Tag, WelcomeAction,
+    Cli, Command, DevicesAction, Format, HeldAction, ListFormat, LogFormat, MailAction, Tag,
+    WelcomeAction,
 };
 use std::io::{IsTerminal, Write};
 
@@ -322,6 +324,12 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
         Command::Welcome { action } => {
             let store = open_store(cfg).await?;
             let r = mail::welcome(cfg, &store, action).await;
+            store.close().await;
+            r
+        }
+        Command::Held { action } => {
+            let store = open_store(cfg).await?;
+            let r = held::held(cfg, &store, action).await;
             store.close().await;
             r
         }

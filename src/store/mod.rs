@@ -17,6 +17,8 @@ mod domains;
 mod links;
 mod lock;
 mod outbox;
+mod held;
+pub use held::{HeldRow, NewHold};
 mod runs;
 mod scim;
 pub use scim::{ScimKind, ScimRow, ScimWrite, Taken};

@@ -63,3 +63,75 @@ pub async fn apply_records(
     let run = ScimRun { records, location };
     run_sync(cfg, store, source.source, run, opts).await
 }
+
+/// What `held approve` did for one source.
+#[derive(Debug)]
+pub struct Released {
+    pub source: String,
+    pub ids: Vec<i64>,
+    pub report: RunReport,
+}
+
+/// Applies held disables as one run per source (the limits were already
+/// weighed: an admin released them), then marks them approved by `by`.
+pub async fn approve_holds(
+    cfg: &Config,
+    store: &Store,
+    holds: Vec<crate::store::HeldRow>,
+    by: &str,
+) -> Result<Vec<Released>, SyncError> {
+    let mut by_source: std::collections::BTreeMap<String, Vec<crate::store::HeldRow>> =
+        std::collections::BTreeMap::new();
+    for h in holds {
+        by_source.entry(h.source.clone()).or_default().push(h);
+    }
+    let mut out = Vec::new();
+    for (name, holds) in by_source {
+        let Some(crate::config::Resolved::Scim(source)) = cfg.source(&name).map(|s| s.resolve())
+        else {
+            return Err(SyncError::UnknownSource(name));
+        };
+        let mut records = Vec::new();
+        let mut ids = Vec::new();
+        for h in &holds {
+            let mut body: serde_json::Value =
+                serde_json::from_str(&h.body).unwrap_or_else(|_| serde_json::json!({}));
+            if let Some(o) = body.as_object_mut() {
+                o.insert("active".into(), serde_json::Value::Bool(false));
+            }
+            let location = format!("scim:{name}/held/{}", h.id);
+            match crate::scim::user::record(&body, &h.resource_id, Vec::new(), location.into()) {
+                Ok(mut r) => {
+                    r.source_id.clone_from(&h.source_id);
+                    records.push(r);
+                    ids.push(h.id);
+                }
+                Err(e) => {
+                    tracing::warn!(held = h.id, error = %e, "a held change cannot be read; left pending")
+                }
+            }
+        }
+        let opts = RunOptions {
+            override_limits: true,
+            ..RunOptions::default()
+        };
+        let report = apply_records(
+            cfg,
+            store,
+            source,
+            records,
+            format!("scim:{name}/held"),
+            &opts,
+        )
+        .await?;
+        store
+            .decide_holds(&ids, "approved", by, crate::time::now())
+            .await?;
+        out.push(Released {
+            source: name,
+            ids,
+            report,
+        });
+    }
+    Ok(out)
+}

@@ -659,3 +659,81 @@ async fn writes_beyond_the_rate_are_429_with_retry_after() {
     // Reads are not limited.
     assert_eq!(s.call("GET", "/Users", None).status, 200);
 }
+
+/// More disables within an hour than `limits.max_disable` are answered as
+/// the client asked but held: the PBX users stay active until `held
+/// approve`; re-activating a user drops its hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mass_deprovisioning_is_held_until_approved() {
+    let limits = "writes_per_second = 0\nburst = 10\nmax_disable = 2\nmax_disable_percent = 100\nmax_billable = 1000000\n";
+    let s = start(Backend::Sqlite, limits).await;
+    let ids: Vec<String> = (0..6)
+        .map(|n| {
+            let a = s.call("POST", "/Users", Some(&entra_user(300 + n)));
+            assert_eq!(a.status, 201, "{}", a.body);
+            a.body["id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    let off = patch(json!([{"op": "Replace", "path": "active", "value": "False"}]));
+    for id in &ids[..4] {
+        let a = s.call("PATCH", &format!("/Users/{id}"), Some(&off));
+        assert_eq!(
+            (a.status, a.body["active"].as_bool()),
+            (200, Some(false)),
+            "{}",
+            a.body
+        );
+    }
+    let a = s.call("DELETE", &format!("/Users/{}", ids[4]), None);
+    assert_eq!(a.status, 204);
+    let status =
+        |n: usize| by_source_id(&s.env.users(), &format!("EXT{:04}", 300 + n))["status"].clone();
+    assert_eq!(
+        (status(0), status(1)),
+        (json!("disabled"), json!("disabled"))
+    );
+    assert_eq!(
+        (status(2), status(3), status(4)),
+        (json!("active"), json!("active"), json!("active"))
+    );
+    let (code, held) = s.env.json(&["held", "list"]);
+    assert_eq!(
+        (code, held.as_array().map(Vec::len)),
+        (0, Some(3)),
+        "{held}"
+    );
+    // The client reads back what it asked for.
+    assert_eq!(
+        s.call("GET", &format!("/Users/{}", ids[2]), None).body["active"],
+        false
+    );
+    assert_eq!(
+        s.call("GET", &format!("/Users/{}", ids[4]), None).status,
+        404
+    );
+    // Re-activated before anyone approved: that hold is moot.
+    let on = patch(json!([{"op": "replace", "value": {"active": true}}]));
+    assert_eq!(
+        s.call("PATCH", &format!("/Users/{}", ids[3]), Some(&on))
+            .status,
+        200
+    );
+    let out = s.env.run(&["held", "approve", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 held changes applied"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        (status(2), status(3), status(4)),
+        (json!("disabled"), json!("active"), json!("disabled"))
+    );
+    let (_, held) = s.env.json(&["held", "list"]);
+    assert_eq!(held.as_array().map(Vec::len), Some(0), "{held}");
+    assert_eq!(s.env.run(&["held", "approve", "99"]).status.code(), Some(2));
+}

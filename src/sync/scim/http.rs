@@ -434,8 +434,22 @@ async fn run(
     records: Vec<StaffRecord>,
     location: String,
 ) -> Result<RunReport, ScimError> {
+    run_with(app, source, records, location, false).await
+}
+
+/// `override_limits`: for a disable the rolling-hour check (see
+/// [`must_hold`]) let through, so that the per-run percentage does not
+/// refuse one person of a small source.
+async fn run_with(
+    app: &ScimApp,
+    source: ScimSource<'_>,
+    records: Vec<StaffRecord>,
+    location: String,
+    override_limits: bool,
+) -> Result<RunReport, ScimError> {
     let opts = RunOptions {
         stop: Some(app.stop.clone()),
+        override_limits,
         ..RunOptions::default()
     };
     let report = apply_records(&app.cfg, &app.store, source, records, location, &opts)
@@ -454,6 +468,109 @@ async fn run(
         errors = report.errors.len(), "scim run"
     );
     Ok(report)
+}
+
+/// Mass deprovisioning is held: a disable beyond `limits.max_disable` (or
+/// `max_disable_percent` of the source's users) within a rolling hour,
+/// counting the source's applied disables and its pending holds. The
+/// threshold it would pass, or `None` when it may be applied now (also
+/// when the PBX user is not active: nothing to disable).
+async fn must_hold(
+    app: &ScimApp,
+    name: &str,
+    source_id: &str,
+) -> Result<Option<crate::plan::Refusal>, ScimError> {
+    use crate::plan::Refusal;
+    let store = &app.store;
+    if !store
+        .source_user_active(name, source_id)
+        .await
+        .map_err(store_error)?
+    {
+        return Ok(None);
+    }
+    let hour_ago = crate::time::now() - 3600;
+    let applied = store
+        .disabled_since(name, hour_ago)
+        .await
+        .map_err(store_error)?;
+    let pending = store
+        .pending_holds(Some(name))
+        .await
+        .map_err(store_error)?
+        .len() as i64;
+    let disables = u64::try_from(applied + pending + 1).unwrap_or(u64::MAX);
+    let limits = &app.cfg.limits;
+    if disables > limits.max_disable {
+        return Ok(Some(Refusal::MaxDisable {
+            disables,
+            limit: limits.max_disable,
+        }));
+    }
+    // The share of the people the source had an hour ago.
+    let active = store.active_users_of(name).await.map_err(store_error)?;
+    let base = u64::try_from(active + applied + pending)
+        .unwrap_or(u64::MAX)
+        .max(1);
+    if disables.saturating_mul(100) > u64::from(limits.max_disable_percent).saturating_mul(base) {
+        return Ok(Some(Refusal::MaxDisablePercent {
+            disables,
+            active: base,
+            limit: limits.max_disable_percent,
+        }));
+    }
+    Ok(None)
+}
+
+/// Stages a disable instead of applying it, and tells the admins when it
+/// is the first of a batch.
+async fn hold(
+    app: &ScimApp,
+    source: ScimSource<'_>,
+    source_id: &str,
+    resource_id: &str,
+    what: &str,
+    body: &Value,
+    why: crate::plan::Refusal,
+) -> Result<(), ScimError> {
+    let name = source.source.name.as_str();
+    let first = app
+        .store
+        .pending_holds(Some(name))
+        .await
+        .map_err(store_error)?
+        .is_empty();
+    let text = body.to_string();
+    let id = app
+        .store
+        .hold(&crate::store::NewHold {
+            source: name,
+            domain: &source.source.domain.name,
+            source_id,
+            resource_id,
+            what,
+            body: &text,
+            now: crate::time::now(),
+        })
+        .await
+        .map_err(store_error)?;
+    tracing::warn!(source = name, held = id, reason = %why, "scim: a disable is held for an admin (`pbx-onboard held list`)");
+    if first {
+        let report = RunReport {
+            source: name.to_string(),
+            domain: source.source.domain.name.clone(),
+            outcome: Outcome::Refused,
+            refused: Some(why),
+            notes: vec![format!(
+                "SCIM source `{name}` asked for more disables than the limits allow within an hour; \
+                 they are held, not applied: `pbx-onboard held list`, then `held approve` or `held discard`"
+            )],
+            ..RunReport::default()
+        };
+        crate::mail::queue_admin_report(&app.cfg.mail, &app.store, &report, &[]).await;
+        app.wake.notify_one();
+    }
+    Ok(())
 }
 
 /// The answer for a run of one person: its first error, or none.
@@ -895,15 +1012,43 @@ async fn change_user(
     let groups = groups_of(app, name, id).await?;
     let mut record = user::record(&res, id, groups, location(name, ScimKind::User, id).into())?;
     record.source_id.clone_from(&key_of_user);
-    let report = run(
-        app,
-        source,
-        vec![record],
-        location(name, ScimKind::User, id),
-    )
-    .await?;
-    if let Some(e) = problem(&report) {
-        return Err(e);
+    let disables = record.status == crate::model::SourceStatus::Left;
+    if !disables {
+        // Active again (or another change): a held disable is moot.
+        app.store
+            .supersede_holds(name, &key_of_user, crate::time::now())
+            .await
+            .map_err(store_error)?;
+    }
+    match disables {
+        true => match must_hold(app, name, &key_of_user).await? {
+            Some(why) => hold(app, source, &key_of_user, id, "deactivate", &res, why).await?,
+            None => {
+                let report = run_with(
+                    app,
+                    source,
+                    vec![record],
+                    location(name, ScimKind::User, id),
+                    true,
+                )
+                .await?;
+                if let Some(e) = problem(&report) {
+                    return Err(e);
+                }
+            }
+        },
+        false => {
+            let report = run(
+                app,
+                source,
+                vec![record],
+                location(name, ScimKind::User, id),
+            )
+            .await?;
+            if let Some(e) = problem(&report) {
+                return Err(e);
+            }
+        }
     }
     let key = user_name.to_lowercase();
     let text = res.to_string();
@@ -973,15 +1118,22 @@ async fn delete_user(
                 location(&name, ScimKind::User, &id).into(),
             )?;
             record.source_id = pbx_key(&row, &res);
-            let report = run(
-                &app,
-                source,
-                vec![record],
-                location(&name, ScimKind::User, &id),
-            )
-            .await?;
-            if let Some(e) = problem(&report) {
-                return Err(e);
+            let key = record.source_id.clone();
+            match must_hold(&app, &name, &key).await? {
+                Some(why) => hold(&app, source, &key, &id, "delete", &res, why).await?,
+                None => {
+                    let report = run_with(
+                        &app,
+                        source,
+                        vec![record],
+                        location(&name, ScimKind::User, &id),
+                        true,
+                    )
+                    .await?;
+                    if let Some(e) = problem(&report) {
+                        return Err(e);
+                    }
+                }
             }
             app.store
                 .scim_delete(&name, ScimKind::User, &id)
