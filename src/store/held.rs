@@ -105,6 +105,17 @@ impl Store {
         Ok(r.try_get(0)?)
     }
 
+    /// How many holds of a source are pending.
+    pub async fn pending_hold_count(&self, source: &str) -> Result<i64, StoreError> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) FROM held_changes WHERE source = $1 AND status = 'pending'",
+        )
+        .bind(source)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(r.try_get(0)?)
+    }
+
     /// Pending holds, oldest first (of one source, or all).
     pub async fn pending_holds(&self, source: Option<&str>) -> Result<Vec<HeldRow>, StoreError> {
         let rows = match source {

@@ -165,17 +165,10 @@ impl ScimApp {
     }
 
     fn source(&self, name: &str) -> Result<(ScimSource<'_>, &SourceState), ScimError> {
-        let missing = || {
-            ScimError::new(
-                404,
-                None,
-                format!("no scim source `{}`", crate::model::excerpt(name)),
-            )
-        };
-        let state = self.sources.get(name).ok_or_else(missing)?;
+        let state = self.sources.get(name).ok_or_else(|| no_source(name))?;
         match self.cfg.source(name).map(|s| s.resolve()) {
             Some(Resolved::Scim(s)) => Ok((s, state)),
-            _ => Err(missing()),
+            _ => Err(no_source(name)),
         }
     }
 
@@ -280,14 +273,16 @@ async fn guard(State(app): State<Arc<ScimApp>>, req: Request, next: Next) -> Res
     response
 }
 
+fn no_source(name: &str) -> ScimError {
+    ScimError::new(
+        404,
+        None,
+        format!("no scim source `{}`", crate::model::excerpt(name)),
+    )
+}
+
 fn check(app: &ScimApp, name: &str, req: &Request) -> Result<(), ScimError> {
-    let state = app.sources.get(name).ok_or_else(|| {
-        ScimError::new(
-            404,
-            None,
-            format!("no scim source `{}`", crate::model::excerpt(name)),
-        )
-    })?;
+    let state = app.sources.get(name).ok_or_else(|| no_source(name))?;
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -372,10 +367,8 @@ fn kind_path(kind: ScimKind) -> &'static str {
 }
 
 fn render(app: &ScimApp, name: &str, kind: ScimKind, row: &ScimRow) -> Result<Value, ScimError> {
-    let body: Value = serde_json::from_str(&row.body)
-        .map_err(|e| ScimError::new(500, None, format!("a stored resource is not JSON: {e}")))?;
     Ok(resource::with_meta(
-        body,
+        parse_row(row)?,
         &resource::Meta {
             resource_type: kind.as_str(),
             id: &row.id,
@@ -406,13 +399,27 @@ async fn load(app: &ScimApp, name: &str, kind: ScimKind, id: &str) -> Result<Sci
         .ok_or_else(|| ScimError::not_found(kind.as_str(), id))
 }
 
+/// The resource a write changes, if `If-Match` names its current version.
+async fn load_current(
+    app: &ScimApp,
+    name: &str,
+    kind: ScimKind,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<ScimRow, ScimError> {
+    let row = load(app, name, kind, id).await?;
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    resource::check_if_match(if_match, row.version)?;
+    Ok(row)
+}
+
 fn parse_row(row: &ScimRow) -> Result<Value, ScimError> {
     serde_json::from_str(&row.body)
         .map_err(|e| ScimError::new(500, None, format!("a stored resource is not JSON: {e}")))
 }
 
-/// The displayName of every Group that lists `user_id` as a member.
-async fn groups_of(app: &ScimApp, name: &str, user_id: &str) -> Result<Vec<String>, ScimError> {
+/// The source's Groups: (displayName, member ids).
+async fn all_groups(app: &ScimApp, name: &str) -> Result<Vec<(String, Vec<String>)>, ScimError> {
     let rows = app
         .store
         .scim_list(name, ScimKind::Group)
@@ -421,9 +428,17 @@ async fn groups_of(app: &ScimApp, name: &str, user_id: &str) -> Result<Vec<Strin
     Ok(rows
         .iter()
         .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
-        .filter(|g| resource::member_ids(g).iter().any(|m| m == user_id))
-        .filter_map(|g| resource::display_name(&g))
+        .filter_map(|g| Some((resource::display_name(&g)?, resource::member_ids(&g))))
         .collect())
+}
+
+/// The displayName of every Group that lists `user_id` as a member.
+fn groups_of(groups: &[(String, Vec<String>)], user_id: &str) -> Vec<String> {
+    groups
+        .iter()
+        .filter(|(_, members)| members.iter().any(|m| m == user_id))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Runs the pipeline for `records`; the first problem it reports, as the
@@ -494,11 +509,7 @@ async fn must_hold(
         .disabled_since(name, hour_ago)
         .await
         .map_err(store_error)?;
-    let pending = store
-        .pending_holds(Some(name))
-        .await
-        .map_err(store_error)?
-        .len() as i64;
+    let pending = store.pending_hold_count(name).await.map_err(store_error)?;
     let disables = u64::try_from(applied + pending + 1).unwrap_or(u64::MAX);
     let limits = &app.cfg.limits;
     if disables > limits.max_disable {
@@ -536,10 +547,10 @@ async fn hold(
     let name = source.source.name.as_str();
     let first = app
         .store
-        .pending_holds(Some(name))
+        .pending_hold_count(name)
         .await
         .map_err(store_error)?
-        .is_empty();
+        == 0;
     let text = body.to_string();
     let id = app
         .store
@@ -981,9 +992,7 @@ async fn change_user(
 ) -> Result<Response, ScimError> {
     let (source, state) = app.source(name)?;
     let _queue = queue(state).await?;
-    let row = load(app, name, ScimKind::User, id).await?;
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-    resource::check_if_match(if_match, row.version)?;
+    let row = load_current(app, name, ScimKind::User, id, headers).await?;
     let old = parse_row(&row)?;
     let mut res = make(&old)?;
     strip_server_fields(&mut res);
@@ -1009,7 +1018,7 @@ async fn change_user(
             ));
         }
     }
-    let groups = groups_of(app, name, id).await?;
+    let groups = groups_of(&all_groups(app, name).await?, id);
     let mut record = user::record(&res, id, groups, location(name, ScimKind::User, id).into())?;
     record.source_id.clone_from(&key_of_user);
     let disables = record.status == crate::model::SourceStatus::Left;
@@ -1102,9 +1111,7 @@ async fn delete_user(
         async {
             let (source, state) = app.source(&name)?;
             let _queue = queue(state).await?;
-            let row = load(&app, &name, ScimKind::User, &id).await?;
-            let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-            resource::check_if_match(if_match, row.version)?;
+            let row = load_current(&app, &name, ScimKind::User, &id, &headers).await?;
             // The PBX user is disabled (voicemail kept) and deleted after
             // `delete_after_days`; the resource is gone now.
             let mut res = parse_row(&row)?;
@@ -1155,6 +1162,7 @@ async fn rerun_members(
     users: BTreeSet<String>,
     group_id: &str,
 ) -> Result<(), ScimError> {
+    let groups = all_groups(app, name).await?;
     let mut records = Vec::new();
     for uid in users {
         let Some(row) = app
@@ -1166,7 +1174,7 @@ async fn rerun_members(
             continue;
         };
         let res = parse_row(&row)?;
-        let groups = groups_of(app, name, &uid).await?;
+        let groups = groups_of(&groups, &uid);
         let mut record = user::record(
             &res,
             &uid,
@@ -1301,9 +1309,7 @@ async fn change_group(
 ) -> Result<Response, ScimError> {
     let (source, state) = app.source(name)?;
     let _queue = queue(state).await?;
-    let row = load(app, name, ScimKind::Group, id).await?;
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
-    resource::check_if_match(if_match, row.version)?;
+    let row = load_current(app, name, ScimKind::Group, id, headers).await?;
     let old = parse_row(&row)?;
     let mut res = make(&old)?;
     group_fields(&mut res)?;
