@@ -412,6 +412,7 @@ fn prepare<'a>(
                 user_id: *id,
                 device_type: t,
                 sip_username: u.extension.to_string(),
+                force_login: u.fields.force_login,
             });
         }
     }
@@ -489,6 +490,7 @@ async fn write_chunk<'a>(
                             user_id: *user_id,
                             device_type: t,
                             sip_username: extension.to_string(),
+                            force_login: fields.force_login,
                         });
                     }
                 }

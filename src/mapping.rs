@@ -7,8 +7,8 @@
 
 use crate::config::{DomainConfig, Rule};
 use crate::model::{
-    one_line, DeviceType, Email, Extension, Field, Origin, PhoneNumber, RowError, Scope,
-    SourceStatus, StaffRecord, UserFields, UserKind,
+    one_line, DeviceChoice, DeviceType, Email, Extension, Field, Origin, PhoneNumber, RowError,
+    Scope, SourceStatus, StaffRecord, UserFields, UserKind,
 };
 use serde::{Deserialize, Serialize};
 
@@ -183,8 +183,9 @@ pub fn map_record(
         None
     };
     let device = match r.device {
-        Some(false) => None,
-        Some(true) => rule_device.flatten().or(Some(DeviceType::Sip)),
+        Some(DeviceChoice::No) => None,
+        Some(DeviceChoice::Yes) => rule_device.flatten().or(Some(DeviceType::Sip)),
+        Some(DeviceChoice::Is(t)) => Some(t),
         None => rule_device.unwrap_or(default_device),
     };
     if device.is_some() && kind == UserKind::CallRouting {
@@ -193,6 +194,26 @@ pub fn map_record(
             "call-routing users have no phone device",
         );
     }
+    // A rule's force_login applies to the Web devices among its users; the
+    // record's own is refused on anything else, so it is never silently lost.
+    let force_login = match r.force_login {
+        Some(true) if device != Some(DeviceType::Web) => {
+            let has = device.map_or("no device", |t| match t {
+                DeviceType::Sip => "a SIP device",
+                DeviceType::Web => "a Web device",
+            });
+            errs.push(
+                Some(Field::ForceLogin),
+                format!("force_login applies to Web devices only; this user has {has}"),
+            );
+            false
+        }
+        Some(b) => b,
+        None => {
+            device == Some(DeviceType::Web)
+                && first(&matching, |rule| rule.force_login).unwrap_or(false)
+        }
+    };
 
     if !errs.list.is_empty() {
         return Err(errs.list);
@@ -213,6 +234,7 @@ pub fn map_record(
             caller_id,
             voicemail,
             device,
+            force_login,
         },
         requested_extension,
         active: r.status == SourceStatus::Active,

@@ -317,10 +317,11 @@ pub enum Field {
     CallerId,
     Voicemail,
     Device,
+    ForceLogin,
 }
 
 impl Field {
-    pub const ALL: [Field; 14] = [
+    pub const ALL: [Field; 15] = [
         Field::EmployeeId,
         Field::FirstName,
         Field::LastName,
@@ -335,6 +336,7 @@ impl Field {
         Field::CallerId,
         Field::Voicemail,
         Field::Device,
+        Field::ForceLogin,
     ];
 
     pub fn key(self) -> &'static str {
@@ -353,6 +355,7 @@ impl Field {
             Field::CallerId => "caller_id",
             Field::Voicemail => "voicemail",
             Field::Device => "device",
+            Field::ForceLogin => "force_login",
         }
     }
 
@@ -398,6 +401,32 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// What a source says about a user's phone device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// `no` / `none`: no device.
+    No,
+    /// `yes`: a device of the type the rules decide (SIP if none does).
+    Yes,
+    /// `sip` / `web`: exactly this type.
+    Is(DeviceType),
+}
+
+impl DeviceChoice {
+    /// yes/no (as [`parse_bool`] reads them), `none`, `sip` or `web`.
+    pub fn parse(v: &str) -> Option<DeviceChoice> {
+        match fold(v).as_str() {
+            "none" => Some(DeviceChoice::No),
+            "sip" => Some(DeviceChoice::Is(DeviceType::Sip)),
+            "web" => Some(DeviceChoice::Is(DeviceType::Web)),
+            other => parse_bool(other).map(|b| match b {
+                true => DeviceChoice::Yes,
+                false => DeviceChoice::No,
+            }),
+        }
+    }
+}
+
 /// One person (or resource) as a source describes it: raw strings, trimmed,
 /// empty cells as `None`. Validation happens in `mapping`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -417,7 +446,9 @@ pub struct StaffRecord {
     pub status: SourceStatus,
     pub caller_id: Option<String>,
     pub voicemail: Option<bool>,
-    pub device: Option<bool>,
+    pub device: Option<DeviceChoice>,
+    /// The Web device rings only while its user is logged in to the portal.
+    pub force_login: Option<bool>,
 }
 
 /// A refused row (or a refused file, with `row: None`), as reported to users.
@@ -470,6 +501,9 @@ pub struct UserFields {
     pub caller_id: Option<PhoneNumber>,
     pub voicemail: bool,
     pub device: Option<DeviceType>,
+    /// Only ever true with a Web device. Absent from plans saved before it.
+    #[serde(default)]
+    pub force_login: bool,
 }
 
 /// A user as the planner sees it.

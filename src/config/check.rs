@@ -390,6 +390,7 @@ impl Checker<'_> {
             kind,
             voicemail: raw.voicemail,
             device,
+            force_login: raw.force_login,
         })
     }
 

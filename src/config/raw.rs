@@ -141,6 +141,7 @@ pub(super) struct RawRule {
     pub(super) kind: Option<Spanned<String>>,
     pub(super) voicemail: Option<bool>,
     pub(super) device: Option<Spanned<String>>,
+    pub(super) force_login: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

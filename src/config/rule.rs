@@ -17,6 +17,8 @@ pub struct Rule {
     pub voicemail: Option<bool>,
     /// `Some(None)`: the rule says "no device".
     pub device: Option<Option<DeviceType>>,
+    /// Web devices only: ring only while the user is logged in to the portal.
+    pub force_login: Option<bool>,
 }
 
 impl Rule {

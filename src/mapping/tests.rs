@@ -29,6 +29,10 @@ kind = "call queue"
 [[mapping.rule]]
 title = "Kiosk"
 device = "web"
+
+[[mapping.rule]]
+department = "Reception"
+force_login = true
 "#,
         Path::new("/tmp/x.toml"),
     )
@@ -58,6 +62,7 @@ fn record() -> StaffRecord {
         caller_id: None,
         voicemail: None,
         device: None,
+        force_login: None,
     }
 }
 
@@ -132,9 +137,43 @@ fn rules_table() {
             "device column no wins",
             |r| {
                 r.title = Some("Kiosk".into());
-                r.device = Some(false);
+                r.device = Some(DeviceChoice::No);
             },
             |f| f.device.is_none(),
+        ),
+        (
+            "device column web wins over the default",
+            |r| r.device = Some(DeviceChoice::Is(DeviceType::Web)),
+            |f| f.device == Some(DeviceType::Web) && !f.force_login,
+        ),
+        (
+            "device column yes takes the rule's type",
+            |r| {
+                r.title = Some("Kiosk".into());
+                r.device = Some(DeviceChoice::Yes);
+            },
+            |f| f.device == Some(DeviceType::Web),
+        ),
+        (
+            "force_login column on a web device",
+            |r| {
+                r.device = Some(DeviceChoice::Is(DeviceType::Web));
+                r.force_login = Some(true);
+            },
+            |f| f.device == Some(DeviceType::Web) && f.force_login,
+        ),
+        (
+            "force_login rule applies to its web devices only",
+            |r| r.department = Some("Reception".into()),
+            |f| f.device == Some(DeviceType::Sip) && !f.force_login,
+        ),
+        (
+            "force_login rule on a web device",
+            |r| {
+                r.department = Some("Reception".into());
+                r.device = Some(DeviceChoice::Is(DeviceType::Web));
+            },
+            |f| f.force_login,
         ),
         (
             "site uses configured spelling",
@@ -183,6 +222,11 @@ fn row_errors_name_the_column() {
             |r| r.caller_id = Some("+15559999999".into()),
             "caller_id",
             "inventory",
+        ),
+        (
+            |r| r.force_login = Some(true),
+            "force_login",
+            "Web devices only; this user has a SIP device",
         ),
     ];
     for (edit, column, msg) in cases {

@@ -20,6 +20,7 @@ pub enum ChangedField {
     CallerId,
     Voicemail,
     Device,
+    ForceLogin,
 }
 
 impl ChangedField {
@@ -36,6 +37,7 @@ impl ChangedField {
             ChangedField::CallerId => "caller_id",
             ChangedField::Voicemail => "voicemail",
             ChangedField::Device => "device",
+            ChangedField::ForceLogin => "force_login",
         }
     }
 }
@@ -126,6 +128,14 @@ pub fn diff(old: &UserFields, new: &UserFields) -> Vec<Change> {
     if new.device.is_some() && new.device != old.device {
         push(ChangedField::Device, text(&old.device), text(&new.device));
     }
+    // Without a device of its own the new record keeps the old one's setting.
+    if new.device.is_some() && new.force_login != old.force_login {
+        push(
+            ChangedField::ForceLogin,
+            Some(old.force_login.to_string()),
+            Some(new.force_login.to_string()),
+        );
+    }
     out
 }
 
@@ -135,6 +145,7 @@ pub(super) fn merged(old: &UserFields, new: &UserFields) -> UserFields {
     let mut f = new.clone();
     if f.device.is_none() {
         f.device = old.device;
+        f.force_login = old.force_login;
     }
     if f.caller_id.is_none() {
         f.caller_id.clone_from(&old.caller_id);

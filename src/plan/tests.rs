@@ -43,6 +43,7 @@ fn fields(name: &str) -> UserFields {
         caller_id: None,
         voicemail: true,
         device: Some(DeviceType::Sip),
+        force_login: false,
     }
 }
 

@@ -25,7 +25,8 @@ pub use error::ScimError;
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-/// The PBX's own User extension: extension, site, scope, voicemail, device.
+/// The PBX's own User extension: extension, site, scope, voicemail, device,
+/// forceLogin.
 pub const PBX_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:pbx:2.0:User";
 pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";

@@ -202,6 +202,11 @@ pub fn schemas(base: &str, sites: &[&str]) -> Vec<Value> {
                     attr("device", "string", "The phone device"),
                     &["sip", "web", "none"],
                 ),
+                attr(
+                    "forceLogin",
+                    "boolean",
+                    "A Web device rings only while its user is logged in to the portal",
+                ),
             ],
             base,
         ),

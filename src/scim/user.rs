@@ -9,13 +9,13 @@
 //! | title | `title` |
 //! | status | `active` (`false`, or the string `"False"`: disabled) |
 //! | department | enterprise `department` |
-//! | extension, site, scope, voicemail, device | the PBX extension schema |
+//! | extension, site, scope, voicemail, device, forceLogin | the PBX extension schema |
 //! | caller ID | `phoneNumbers[type eq "work"].value` |
 //! | groups | the `displayName` of each Group the user is a member of |
 
 use super::filter::member;
 use super::{ScimError, ENTERPRISE_SCHEMA, PBX_SCHEMA, USER_SCHEMA};
-use crate::model::{Field, Origin, SourceStatus, StaffRecord};
+use crate::model::{DeviceChoice, DeviceType, Field, Origin, SourceStatus, StaffRecord};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ pub fn columns() -> Arc<HashMap<Field, String>> {
         ),
         (Field::Voicemail, pbx("voicemail")),
         (Field::Device, pbx("device")),
+        (Field::ForceLogin, pbx("forceLogin")),
     ]))
 }
 
@@ -166,8 +167,9 @@ pub fn record(
     let pbx_field = |k: &str| pbx.and_then(|p| member(p, k));
     let device = match text(pbx_field("device")).map(|d| d.to_ascii_lowercase()) {
         None => None,
-        Some(d) if d == "none" => Some(false),
-        Some(d) if d == "sip" || d == "web" => Some(true),
+        Some(d) if d == "none" => Some(DeviceChoice::No),
+        Some(d) if d == "sip" => Some(DeviceChoice::Is(DeviceType::Sip)),
+        Some(d) if d == "web" => Some(DeviceChoice::Is(DeviceType::Web)),
         Some(d) => {
             return Err(ScimError::bad(
                 "invalidValue",
@@ -178,15 +180,17 @@ pub fn record(
             ))
         }
     };
-    let voicemail = match pbx_field("voicemail") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(flag(Some(v)).ok_or_else(|| {
+    let boolean = |k: &str| match pbx_field(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => flag(Some(v)).map(Some).ok_or_else(|| {
             ScimError::bad(
                 "invalidValue",
-                format!("{PBX_SCHEMA}:voicemail is not true or false"),
+                format!("{PBX_SCHEMA}:{k} is not true or false"),
             )
-        })?),
+        }),
     };
+    let voicemail = boolean("voicemail")?;
+    let force_login = boolean("forceLogin")?;
     Ok(StaffRecord {
         origin: Origin {
             location,
@@ -215,5 +219,6 @@ pub fn record(
         caller_id: work_phone,
         voicemail,
         device,
+        force_login,
     })
 }

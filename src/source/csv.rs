@@ -85,7 +85,8 @@ fn aliases(field: Field) -> &'static [&'static str] {
         Field::Status => &["Status", "Employment Status"],
         Field::CallerId => &["Caller ID"],
         Field::Voicemail => &["Voicemail"],
-        Field::Device => &["Device", "Phone Device"],
+        Field::Device => &["Device", "Phone Device", "Device Type"],
+        Field::ForceLogin => &["Force Login"],
     }
 }
 
@@ -492,7 +493,16 @@ fn row_record(
         }),
     };
     let voicemail = flag(Field::Voicemail);
-    let device = flag(Field::Device);
+    let force_login = flag(Field::ForceLogin);
+    let device = get(Field::Device).and_then(|v| {
+        crate::model::DeviceChoice::parse(&v).or_else(|| {
+            err(
+                Some(Field::Device),
+                format!("`{}` is not yes, no, sip, web or none", excerpt(&v)),
+            );
+            None
+        })
+    });
     if !errors.is_empty() {
         return (Err(errors), source_id);
     }
@@ -511,6 +521,7 @@ fn row_record(
         caller_id: get(Field::CallerId),
         voicemail,
         device,
+        force_login,
         origin,
     };
     (Ok(record), source_id)

@@ -304,23 +304,30 @@ pub fn to_record(
         && e.first(&["userAccountControl".into()])
             .and_then(|v| v.parse::<i64>().ok())
             .is_some_and(|uac| uac & 2 != 0);
-    let flag = |f: Field| -> Result<Option<bool>, RowError> {
-        match e.first(at(f)) {
-            None => Ok(None),
-            Some(v) => crate::model::parse_bool(&v).map(Some).ok_or_else(|| {
-                let mut r = err(
-                    at(f),
-                    format!(
-                        "entry {}: `{}` is not yes/no",
-                        crate::model::excerpt(&e.dn),
-                        crate::model::excerpt(&v)
-                    ),
-                );
-                r.source_id = Some(source_id.clone());
-                r
-            }),
-        }
+    let refused = |f: Field, v: &str, expected: &str| {
+        let mut r = err(
+            at(f),
+            format!(
+                "entry {}: `{}` is not {expected}",
+                crate::model::excerpt(&e.dn),
+                crate::model::excerpt(v)
+            ),
+        );
+        r.source_id = Some(source_id.clone());
+        r
     };
+    let flag = |f: Field| -> Result<Option<bool>, RowError> {
+        e.first(at(f))
+            .map(|v| crate::model::parse_bool(&v).ok_or_else(|| refused(f, &v, "yes/no")))
+            .transpose()
+    };
+    let device = e
+        .first(at(Field::Device))
+        .map(|v| {
+            crate::model::DeviceChoice::parse(&v)
+                .ok_or_else(|| refused(Field::Device, &v, "yes/no, sip, web or none"))
+        })
+        .transpose()?;
     Ok(StaffRecord {
         origin: origin.clone(),
         first_name: e.first(at(Field::FirstName)),
@@ -339,7 +346,8 @@ pub fn to_record(
         },
         caller_id: e.first(at(Field::CallerId)),
         voicemail: flag(Field::Voicemail)?,
-        device: flag(Field::Device)?,
+        force_login: flag(Field::ForceLogin)?,
+        device,
         source_id,
     })
 }

@@ -30,6 +30,7 @@ pub struct NewDevice {
     pub user_id: i64,
     pub device_type: DeviceType,
     pub sip_username: String,
+    pub force_login: bool,
 }
 
 /// A user as `users` lists it. Never carries a secret.
@@ -57,6 +58,8 @@ pub struct DeviceView {
     pub device_type: String,
     pub sip_username: String,
     pub enabled: bool,
+    /// A Web device that rings only while its user is logged in.
+    pub force_login: bool,
 }
 
 /// System tags, computed from the row every time (never stored).
@@ -154,7 +157,10 @@ const LOAD_PAGE: i64 = 2000;
 /// users (`limits.chunk_size`) is several statements in one transaction.
 const USERS_PER_STATEMENT: usize = 1000;
 
-fn stored_user(r: UserRow, devices: &HashMap<i64, DeviceType>) -> Result<StoredUser, StoreError> {
+fn stored_user(
+    r: UserRow,
+    devices: &HashMap<i64, (DeviceType, bool)>,
+) -> Result<StoredUser, StoreError> {
     let UserRow(
         id,
         extension,
@@ -199,7 +205,8 @@ fn stored_user(r: UserRow, devices: &HashMap<i64, DeviceType>) -> Result<StoredU
                 .transpose()
                 .map_err(|e| corrupt("users.caller_id", e))?,
             voicemail: voicemail != 0,
-            device: devices.get(&id).copied(),
+            device: devices.get(&id).map(|d| d.0),
+            force_login: devices.get(&id).is_some_and(|d| d.1),
         },
     })
 }
@@ -259,15 +266,19 @@ impl Store {
         Ok(users)
     }
 
-    /// The type of each user's first device, read as one JSON array.
-    async fn first_devices(&self, domain_id: i64) -> Result<HashMap<i64, DeviceType>, StoreError> {
+    /// The type and `force_login` of each user's first device, read as one
+    /// JSON array.
+    async fn first_devices(
+        &self,
+        domain_id: i64,
+    ) -> Result<HashMap<i64, (DeviceType, bool)>, StoreError> {
         let sql = match self.backend {
             Backend::Sqlite => {
-                "SELECT json_group_array(json_array(user_id, device_type)) FROM \
-                 (SELECT user_id, device_type FROM devices WHERE domain_id = $1 ORDER BY id)"
+                "SELECT json_group_array(json_array(user_id, device_type, force_login)) FROM \
+                 (SELECT user_id, device_type, force_login FROM devices WHERE domain_id = $1 ORDER BY id)"
             }
             Backend::Postgres => {
-                "SELECT coalesce(json_agg(json_build_array(user_id, device_type) ORDER BY id), '[]')::text \
+                "SELECT coalesce(json_agg(json_build_array(user_id, device_type, force_login) ORDER BY id), '[]')::text \
                  FROM devices WHERE domain_id = $1"
             }
         };
@@ -275,12 +286,12 @@ impl Store {
             .bind(domain_id)
             .fetch_one(self.pool())
             .await?;
-        let rows: Vec<(i64, String)> =
+        let rows: Vec<(i64, String, i64)> =
             serde_json::from_str(&text).map_err(|e| corrupt("devices", e))?;
         let mut devices = HashMap::with_capacity(rows.len());
-        for (user, t) in rows {
+        for (user, t, force_login) in rows {
             let t = DeviceType::parse(&t).map_err(|e| corrupt("devices.device_type", e))?;
-            devices.entry(user).or_insert(t);
+            devices.entry(user).or_insert((t, force_login != 0));
         }
         Ok(devices)
     }
@@ -349,7 +360,7 @@ impl Store {
                 let mut q = Sql::new(
                     backend,
                     "INSERT INTO devices (user_id, domain_id, device_type, sip_username, secret, ha1, \
-                     ha1b, enabled, created_at) ",
+                     ha1b, force_login, enabled, created_at) ",
                 );
                 q.values(chunk, |b, d| {
                     let secret = new_secret();
@@ -361,6 +372,7 @@ impl Store {
                         .bind(secret)
                         .bind(ha1)
                         .bind(ha1b)
+                        .bind(flag(d.force_login))
                         .bind(1_i64)
                         .bind(t);
                 });
@@ -398,9 +410,11 @@ impl Store {
         .await?;
         if let Some(t) = f.device {
             sqlx::query(
-                "UPDATE devices SET device_type = $1 WHERE user_id = $2 AND device_type <> $1",
+                "UPDATE devices SET device_type = $1, force_login = $2 \
+                 WHERE user_id = $3 AND (device_type <> $1 OR force_login <> $2)",
             )
             .bind(t.as_str())
+            .bind(flag(f.force_login))
             .bind(id)
             .execute(&mut **tx)
             .await?;
@@ -470,7 +484,7 @@ impl Store {
         let rows = q.build().fetch_all(self.pool()).await?;
         let mut devices: HashMap<i64, Vec<DeviceView>> = HashMap::new();
         for r in sqlx::query(
-            "SELECT user_id, device_type, sip_username, enabled FROM devices ORDER BY id",
+            "SELECT user_id, device_type, sip_username, enabled, force_login FROM devices ORDER BY id",
         )
         .fetch_all(self.pool())
         .await?
@@ -479,6 +493,7 @@ impl Store {
                 device_type: r.try_get(1)?,
                 sip_username: r.try_get(2)?,
                 enabled: r.try_get::<i64, _>(3)? != 0,
+                force_login: r.try_get::<i64, _>(4)? != 0,
             });
         }
         rows.iter()

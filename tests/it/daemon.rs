@@ -39,7 +39,7 @@ impl Daemon {
             .spawn()
             .expect("start daemon");
         let d = Daemon { child, log };
-        d.wait_until("/healthz answers 200", Duration::from_secs(20), || {
+        d.wait_until("/healthz answers 200", Duration::from_secs(45), || {
             http_get(port, "/healthz").is_some_and(|(code, _)| code == 200)
         });
         d

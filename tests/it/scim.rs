@@ -325,6 +325,39 @@ async fn user_lifecycle(backend: Backend) {
     );
     assert_eq!(a.status, 200, "{}", a.body);
 
+    // A Web device that rings only while its user is logged in.
+    let a = s.call(
+        "PATCH",
+        &format!("/Users/{id}"),
+        Some(&patch(json!([
+            {"op": "replace", "path": format!("{PBX}:device"), "value": "web"},
+            {"op": "replace", "path": format!("{PBX}:forceLogin"), "value": "True"},
+        ]))),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let device = &by_source_id(&s.env.users(), "EXT0001")["devices"][0];
+    assert_eq!(
+        (device["type"].as_str(), device["force_login"].as_bool()),
+        (Some("web"), Some(true)),
+        "{device}"
+    );
+    // On a SIP device it is refused, naming the attribute.
+    let a = s.call(
+        "PATCH",
+        &format!("/Users/{id}"),
+        Some(&patch(json!([
+            {"op": "replace", "path": format!("{PBX}:device"), "value": "sip"},
+        ]))),
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("forceLogin")),
+        "{}",
+        a.body
+    );
+
     // active "False" (a string, as Entra sends it) disables; true re-enables.
     let a = s.call(
         "PATCH",

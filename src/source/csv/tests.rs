@@ -73,7 +73,7 @@ E1,Ann,A, a@x.example ; b@x.example ,HQ,1001,Sales|Support; Ops,Terminated,no,zz
     assert_eq!(r.extension.as_deref(), Some("1001"));
     assert_eq!(r.groups, ["Sales", "Support", "Ops"]);
     assert_eq!(r.status, SourceStatus::Left);
-    assert_eq!(r.device, Some(false));
+    assert_eq!(r.device, Some(crate::model::DeviceChoice::No));
     assert_eq!(r.origin.column(Field::FirstName), "FIRST_NAME");
     assert_eq!(
         f.rows[0].cells.len(),
@@ -163,4 +163,42 @@ E7,Gus\n");
         "blank rows skipped; a short row's missing cells are empty"
     );
     assert_eq!(f.rows.len(), 7);
+}
+
+#[test]
+fn device_type_and_force_login_columns() {
+    use crate::model::{DeviceChoice, DeviceType};
+    let f = ok(
+        b"Employee ID,First Name,Device,force_login\nE1,Ann,web,yes\nE2,Bob,none,\nE3,Cy,Yes,no\n",
+    );
+    let got: Vec<_> = f
+        .records
+        .iter()
+        .map(|r| (r.device, r.force_login))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(DeviceChoice::Is(DeviceType::Web)), Some(true)),
+            (Some(DeviceChoice::No), None),
+            (Some(DeviceChoice::Yes), Some(false)),
+        ]
+    );
+    let f = ok(b"Employee ID,First Name,Device,Force Login\nE1,Ann,fax,maybe\n");
+    assert!(f.records.is_empty());
+    let msgs: Vec<_> = f
+        .errors
+        .iter()
+        .map(|e| (e.column.clone(), e.message.clone()))
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[0].1.contains("not yes or no") || msgs[1].1.contains("not yes or no"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.0.as_deref() == Some("Device") && m.1.contains("sip, web or none")),
+        "{msgs:?}"
+    );
 }
