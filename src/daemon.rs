@@ -478,6 +478,7 @@ async fn pass(
         override_limits: false,
         progress: false,
         plan_out: None,
+        lock_wait: None,
         stop: Some(stop.clone()),
     };
     // A drop-folder pass imports each settled file as its own run; a

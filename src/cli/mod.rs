@@ -188,6 +188,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 progress: progress && format == Format::Table,
                 plan_out,
                 stop: None,
+                lock_wait: None,
             };
             let reports = if files.is_empty() {
                 if opts.plan_out.is_some() {
@@ -226,6 +227,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 override_limits,
                 progress: progress && format == Format::Table,
                 plan_out: None,
+                lock_wait: None,
                 stop: None,
             };
             let r = sync::ldap::sync_ldap(cfg, &store, src, full, &opts).await?;
@@ -247,6 +249,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 override_limits,
                 progress: progress && format == Format::Table,
                 plan_out: None,
+                lock_wait: None,
                 stop: None,
             };
             let r = sync::apply_saved_plan(cfg, &store, &plan, &opts).await?;

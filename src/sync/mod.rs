@@ -88,6 +88,9 @@ pub struct RunOptions {
     pub plan_out: Option<PathBuf>,
     /// The daemon's shutdown flag: apply stops between chunks.
     pub stop: Option<StopFlag>,
+    /// How long to wait for another run of the domain (default
+    /// [`LOCK_WAIT`]); a SCIM request must answer within a minute.
+    pub lock_wait: Option<std::time::Duration>,
 }
 
 /// What a source read produced.
@@ -152,7 +155,7 @@ pub async fn run_sync<K: SourceRun + Send>(
     // store is still true when it is applied. A dry run needs no lock.
     let lock = match opts.dry_run {
         true => None,
-        false => Some(lock(store, &domain.name).await?),
+        false => Some(lock(store, &domain.name, opts.lock_wait).await?),
     };
     let result = async {
         // Read and map, while the store's users load.
@@ -190,8 +193,12 @@ pub async fn run_sync<K: SourceRun + Send>(
 
 /// Takes the domain's lock; runs of the domain left `running` by a killed
 /// process are marked `interrupted` then.
-async fn lock(store: &Store, domain: &str) -> Result<DomainLock, SyncError> {
-    let lock = store.lock_domain(domain, LOCK_WAIT).await?;
+async fn lock(
+    store: &Store,
+    domain: &str,
+    wait: Option<std::time::Duration>,
+) -> Result<DomainLock, SyncError> {
+    let lock = store.lock_domain(domain, wait.unwrap_or(LOCK_WAIT)).await?;
     match store.interrupt_stale_runs(domain).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
@@ -420,7 +427,7 @@ pub async fn apply_saved_plan(
             configured: source.domain.name.clone(),
         }));
     }
-    let lock = lock(store, &source.domain.name).await?;
+    let lock = lock(store, &source.domain.name, opts.lock_wait).await?;
     let result = execute(cfg, store, &source.domain, &plan, opts).await;
     lock.release().await;
     result

@@ -770,3 +770,52 @@ async fn mass_deprovisioning_is_held_until_approved() {
     assert_eq!(held.as_array().map(Vec::len), Some(0), "{held}");
     assert_eq!(s.env.run(&["held", "approve", "99"]).status.code(), Some(2));
 }
+
+/// Entra gives up on a request after 60 s: one that waits for another
+/// source's run of the domain is answered 503 with Retry-After before then,
+/// keeps nothing, and succeeds when retried after that run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_behind_a_long_run_is_answered_within_a_minute() {
+    let s = start(Backend::Sqlite, LIMITS_OPEN).await;
+    let cfg = pbx_onboard::config::Config::load(&s.env.config).expect("config");
+    let store = pbx_onboard::store::Store::connect(&cfg.store)
+        .await
+        .expect("store");
+    // Another run (a CSV import, say) holds the domain.
+    let held = store
+        .lock_domain("acme.example", Duration::from_secs(5))
+        .await
+        .expect("lock");
+    let port = s.port;
+    let started = std::time::Instant::now();
+    let a = tokio::task::spawn_blocking(move || {
+        request(
+            port,
+            "POST",
+            "/scim/v2/entra/Users",
+            Some(TOKEN),
+            &[],
+            Some(&entra_user(1)),
+        )
+    })
+    .await
+    .expect("request");
+    let waited = started.elapsed();
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert!(a.header("Retry-After").is_some());
+    assert!(
+        waited < Duration::from_secs(55),
+        "answered after {waited:?}"
+    );
+    assert!(s.env.users().is_empty());
+    assert_eq!(
+        s.call("GET", "/Users?filter=externalId%20eq%20%22EXT0001%22", None)
+            .body["totalResults"],
+        0,
+        "the refused User is not kept"
+    );
+    held.release().await;
+    let a = s.call("POST", "/Users", Some(&entra_user(1)));
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(s.env.users().len(), 1);
+}

@@ -34,7 +34,11 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// How long a request waits for the source's earlier requests.
-const QUEUE_WAIT: Duration = Duration::from_secs(30);
+const QUEUE_WAIT: Duration = Duration::from_secs(20);
+/// How long a request's run waits for a run of the domain by another
+/// source (a CSV import, a directory sync): with [`QUEUE_WAIT`], a request
+/// is answered within Entra's 60 s (a 503 with Retry-After, nothing kept).
+const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// Why the daemon refuses to serve a scim source.
 #[derive(Debug, thiserror::Error)]
@@ -465,6 +469,7 @@ async fn run_with(
     let opts = RunOptions {
         stop: Some(app.stop.clone()),
         override_limits,
+        lock_wait: Some(LOCK_WAIT),
         ..RunOptions::default()
     };
     let report = apply_records(&app.cfg, &app.store, source, records, location, &opts)
