@@ -479,6 +479,7 @@ async fn pass(
         progress: false,
         plan_out: None,
         lock_wait: None,
+        no_hold: false,
         stop: Some(stop.clone()),
     };
     // A drop-folder pass imports each settled file as its own run; a

@@ -187,10 +187,16 @@ pub enum Command {
         #[command(subcommand)]
         action: WelcomeAction,
     },
-    /// Disables a scim source asked for beyond the limits, held for an admin.
+    /// Runs a safety limit refused (and a scim source's held disables),
+    /// kept for an admin to approve or discard.
     Held {
         #[command(subcommand)]
         action: HeldAction,
+    },
+    /// Console accounts for the admin pages (`/admin`).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
     },
     /// Run as a service: watch the drop folders, run the schedules, serve
     /// /healthz and /metrics. SIGTERM stops, SIGHUP reloads the config.
@@ -207,34 +213,65 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum HeldAction {
-    /// The pending held disables, oldest first.
+    /// Held runs, newest first: pending ones (with --all, decided ones too).
     List {
         #[arg(long)]
-        source: Option<String>,
+        all: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Apply held disables now (as one run per source).
+    /// Every action a held run would take: name, extension, department,
+    /// site and what changes.
+    Show {
+        id: i64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Apply exactly the held plan (refused if the domain changed since;
+    /// then discard it and let the next run plan afresh).
     Approve {
-        /// Hold ids (from `held list`).
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        ids: Vec<i64>,
-        /// Every pending hold (of --source).
-        #[arg(long)]
-        all: bool,
-        #[arg(long)]
-        source: Option<String>,
+        id: i64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
-    /// Drop held disables: the PBX users stay active (re-activate them in
-    /// the identity provider, or they are disabled by its next change).
-    Discard {
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        ids: Vec<i64>,
+    /// Drop a held run: nothing is applied (a scim source's users stay
+    /// active; re-activate them in the identity provider).
+    Discard { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create a console account. The password is asked for on the
+    /// terminal, or read from the first line of stdin with --password-stdin.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: AdminRole,
         #[arg(long)]
-        all: bool,
-        #[arg(long)]
-        source: Option<String>,
+        password_stdin: bool,
     },
+    /// The console accounts (never their passwords).
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Delete an account and end its sessions.
+    Remove { name: String },
+    /// Set an account's password (its sessions end).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// What a console account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdminRole {
+    /// Everything: approve, discard, resend.
+    Admin,
+    /// Sees everything, changes nothing.
+    Viewer,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,103 +1,131 @@
-//! `held list|approve|discard`: disables a scim source asked for beyond
-//! the limits within an hour, staged until an admin decides.
+//! `held list|show|approve|discard`: runs a safety limit refused (and a
+//! scim source's held disables), kept until an admin decides.
 
 use super::args::{Format, HeldAction};
 use super::Usage;
 use crate::config::Config;
-use crate::store::{HeldRow, Store};
+use crate::store::{HeldRun, Store};
+use crate::sync::held;
 
-/// Who decided, for the record: the login (through sudo too) and the host.
-fn decider() -> String {
+/// Who decided, for the record: the login (through sudo too), and the host
+/// as the address.
+pub(super) fn decider() -> (String, String) {
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    format!("{user}@{host} (cli)")
+    (format!("{user} (cli)"), host)
 }
 
-async fn chosen(
-    store: &Store,
-    ids: &[i64],
-    all: bool,
-    source: Option<&str>,
-) -> anyhow::Result<Vec<HeldRow>> {
-    let pending = store.pending_holds(source).await?;
-    if all {
-        return Ok(pending);
-    }
-    let mut out = Vec::new();
-    for id in ids {
-        match pending.iter().find(|h| h.id == *id) {
-            Some(h) => out.push(h.clone()),
-            None => {
-                return Err(Usage(format!(
-                    "no pending hold {id} (see `pbx-onboard held list`)"
-                ))
-                .into())
-            }
+fn line(h: &HeldRun) -> String {
+    format!(
+        "{:>5}  {:<10} {}  {} → {}: {} create, {} update, {} disable, {} billable — {}",
+        h.id,
+        h.status,
+        crate::time::format_rfc3339(h.updated_at),
+        h.source,
+        h.domain,
+        h.creates,
+        h.updates,
+        h.disables,
+        h.billable,
+        h.reason
+    )
+}
+
+/// An unknown or decided id is a usage error (exit 2); the rest as is.
+fn cli_error(e: held::HeldError) -> anyhow::Error {
+    match e {
+        held::HeldError::NotFound(_) | held::HeldError::Decided { .. } => {
+            Usage(e.to_string()).into()
         }
+        e => e.into(),
     }
-    Ok(out)
 }
 
 pub async fn held(cfg: &Config, store: &Store, action: HeldAction) -> anyhow::Result<i32> {
     match action {
-        HeldAction::List { source, format } => {
-            let holds = store.pending_holds(source.as_deref()).await?;
+        HeldAction::List { all, format } => {
+            let runs = store.held_runs(all).await?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string(&holds)?),
+                Format::Json => println!("{}", serde_json::to_string(&runs)?),
                 Format::Table => {
-                    if holds.is_empty() {
-                        println!("no held changes");
+                    if runs.is_empty() {
+                        println!("no held runs");
                     }
-                    for h in &holds {
+                    for h in &runs {
+                        println!("{}", line(h));
+                    }
+                }
+            }
+            Ok(0)
+        }
+        HeldAction::Show { id, format } => {
+            let (h, plan) = held::show(store, id).await.map_err(cli_error)?;
+            let actions = store.held_actions(&h, plan.as_ref()).await?;
+            match format {
+                Format::Json => {
+                    println!("{}", serde_json::json!({ "held": h, "actions": actions }))
+                }
+                Format::Table => {
+                    println!("{}", line(&h));
+                    if let Some(by) = &h.decided_by {
+                        println!("       decided by {by}");
+                    }
+                    for a in &actions {
                         println!(
-                            "{:>6}  {}  {:<10} {} → {}: {} (resource {})",
-                            h.id,
-                            crate::time::format_rfc3339(h.created_at),
-                            h.what,
-                            h.source,
-                            h.domain,
-                            h.source_id,
-                            h.resource_id
+                            "  {:<9} {:<8} {:<30} {:<16} {:<12} {}",
+                            a.action,
+                            a.extension,
+                            crate::model::excerpt(&a.name),
+                            a.department.as_deref().unwrap_or("—"),
+                            a.site.as_deref().unwrap_or("—"),
+                            a.change
                         );
                     }
                 }
             }
             Ok(0)
         }
-        HeldAction::Approve { ids, all, source } => {
-            let holds = chosen(store, &ids, all, source.as_deref()).await?;
-            if holds.is_empty() {
-                println!("nothing to approve");
-                return Ok(0);
+        HeldAction::Approve { id, format } => {
+            let (actor, address) = decider();
+            let d = match held::approve(cfg, store, id, &actor, &address).await {
+                Ok(d) => d,
+                // Refused, as a run a limit refuses: exit 3.
+                Err(e @ held::HeldError::Stale { .. }) => {
+                    eprintln!("error: {e}");
+                    return Ok(3);
+                }
+                Err(e) => return Err(cli_error(e)),
+            };
+            match (&d.report, format) {
+                (Some(r), Format::Json) => println!("{}", serde_json::to_string(r)?),
+                (Some(r), Format::Table) => println!(
+                    "held run {id} applied as run {}: {} created, {} updated, {} disabled, {} errors",
+                    r.run_id.unwrap_or(0),
+                    r.created,
+                    r.updated,
+                    r.disabled,
+                    r.errors.len()
+                ),
+                (None, _) => println!("held run {id} approved; nothing was left to apply"),
             }
-            let released = crate::sync::scim::approve_holds(cfg, store, holds, &decider()).await?;
-            let mut code = 0;
-            for r in &released {
-                println!(
-                    "source {}: {} held changes applied as run {}: {} disabled, {} errors",
-                    r.source,
-                    r.ids.len(),
-                    r.report.run_id.unwrap_or(0),
-                    r.report.disabled,
-                    r.report.errors.len()
-                );
-                code = code.max(r.report.exit_code());
-            }
-            Ok(code)
+            Ok(d.report.map_or(0, |r| r.exit_code()))
         }
-        HeldAction::Discard { ids, all, source } => {
-            let holds = chosen(store, &ids, all, source.as_deref()).await?;
-            let ids: Vec<i64> = holds.iter().map(|h| h.id).collect();
-            let n = store
-                .decide_holds(&ids, "discarded", &decider(), crate::time::now())
-                .await?;
-            println!(
-                "{n} held changes discarded; those PBX users stay active (re-activate them in the identity provider)"
-            );
+        HeldAction::Discard { id } => {
+            let (actor, address) = decider();
+            let d = held::discard(store, id, &actor, &address)
+                .await
+                .map_err(cli_error)?;
+            let users = match d.held.kind.as_str() {
+                "scim" => {
+                    "; those PBX users stay active (re-activate them in the identity provider)"
+                }
+                _ => "; nothing was applied",
+            };
+            println!("held run {id} discarded{users}");
             Ok(0)
         }
     }

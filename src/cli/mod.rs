@@ -5,6 +5,7 @@
 //! 2 config or usage error; 3 refused by a safety threshold; 4 the run
 //! failed (store unreachable, I/O error, store changed under a plan).
 
+mod admin;
 mod args;
 mod held;
 mod mail;
@@ -189,6 +190,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 plan_out,
                 stop: None,
                 lock_wait: None,
+                no_hold: false,
             };
             let reports = if files.is_empty() {
                 if opts.plan_out.is_some() {
@@ -228,6 +230,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 progress: progress && format == Format::Table,
                 plan_out: None,
                 lock_wait: None,
+                no_hold: false,
                 stop: None,
             };
             let r = sync::ldap::sync_ldap(cfg, &store, src, full, &opts).await?;
@@ -250,6 +253,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                 progress: progress && format == Format::Table,
                 plan_out: None,
                 lock_wait: None,
+                no_hold: false,
                 stop: None,
             };
             let r = sync::apply_saved_plan(cfg, &store, &plan, &opts).await?;
@@ -333,6 +337,12 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
         Command::Held { action } => {
             let store = open_store(cfg).await?;
             let r = held::held(cfg, &store, action).await;
+            store.close().await;
+            r
+        }
+        Command::Admin { action } => {
+            let store = open_store(cfg).await?;
+            let r = admin::admin(cfg, &store, action).await;
             store.close().await;
             r
         }

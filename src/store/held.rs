@@ -101,6 +101,7 @@ impl Store {
         .bind(h.now)
         .fetch_one(&mut *tx)
         .await?;
+        Store::sync_scim_hold(&mut tx, h.source, h.now).await?;
         tx.commit().await?;
         Ok(r.try_get(0)?)
     }
@@ -149,18 +150,25 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut n = 0;
+        let mut sources = std::collections::BTreeSet::new();
         for id in ids {
-            n += sqlx::query(
+            let r = sqlx::query(
                 "UPDATE held_changes SET status = $1, decided_by = $2, decided_at = $3
-                  WHERE id = $4 AND status = 'pending'",
+                  WHERE id = $4 AND status = 'pending' RETURNING source",
             )
             .bind(status)
             .bind(by)
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = r {
+                n += 1;
+                sources.insert(r.try_get::<String, _>(0)?);
+            }
+        }
+        for source in &sources {
+            Store::sync_scim_hold(&mut tx, source, now).await?;
         }
         tx.commit().await?;
         Ok(n)
@@ -185,6 +193,9 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        if n > 0 {
+            Store::sync_scim_hold(&mut tx, source, now).await?;
+        }
         tx.commit().await?;
         Ok(n)
     }

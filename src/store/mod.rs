@@ -12,6 +12,7 @@
 //! `lock.rs` the domain's sync lock, `domains.rs` domain rows and names,
 //! `sql.rs` the statement builder and id allocation.
 
+mod admin;
 mod devices;
 mod domains;
 mod links;
@@ -31,6 +32,10 @@ pub use domains::{DomainRow, NameTable};
 pub use lock::DomainLock;
 pub use sql::{allocate_ids, execute_all, execute_while, Sql};
 
+pub use admin::{
+    AdminRow, AuditRow, HeldAction, HeldRun, HoldSaved, NewHeldRun, SessionRow, UserBrief,
+    UserEvent,
+};
 pub use devices::{digest_hashes, DeviceView, Rotated};
 pub use links::{LinkView, WelcomeState};
 pub use outbox::{Mark, NoResend, OutboxItem, Payload, ReportItem, Resend, WelcomeItem};

@@ -116,11 +116,22 @@ impl Store {
     }
 
     pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(
+        self.list_runs_where("id > $1", 0, limit).await
+    }
+
+    /// The newest `limit` runs matching `condition` (one bound value, `$1`).
+    pub(super) async fn list_runs_where(
+        &self,
+        condition: &str,
+        value: i64,
+        limit: i64,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!(
             "SELECT id, source, domain, started_at, finished_at, outcome, created, updated, disabled,
                     reenabled, unchanged, conflicts, errors
-             FROM runs ORDER BY id DESC LIMIT $1",
-        )
+             FROM runs WHERE {condition} ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(value)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;

@@ -11,6 +11,7 @@
 //! apply and report steps.
 
 pub mod csv;
+pub mod held;
 pub mod ldap;
 pub mod scim;
 
@@ -91,6 +92,9 @@ pub struct RunOptions {
     /// How long to wait for another run of the domain (default
     /// [`LOCK_WAIT`]); a SCIM request must answer within a minute.
     pub lock_wait: Option<std::time::Duration>,
+    /// A refused plan is not saved as a held run (SCIM holds its own
+    /// changes; a reviewed plan is already saved).
+    pub no_hold: bool,
 }
 
 /// What a source read produced.
@@ -319,7 +323,12 @@ async fn execute(
     let run_id = store.start_run(&plan.source, &plan.domain).await?;
     // Safety: a refused plan is recorded and reported, not applied.
     if let Some(refusal) = plan.refused.as_ref().filter(|_| !opts.override_limits) {
-        let report = RunReport::new(plan, Some(run_id), false, false, &[]);
+        let mut report = RunReport::new(plan, Some(run_id), false, false, &[]);
+        if !opts.no_hold {
+            report
+                .notes
+                .push(held::hold(store, plan, run_id, &refusal.to_string()).await?);
+        }
         store.finish_run(run_id, &report).await?;
         crate::mail::queue_admin_report(&cfg.mail, store, &report, &[]).await;
         tracing::warn!(reason = %refusal, "run refused by a safety threshold");
@@ -368,6 +377,10 @@ async fn execute(
         ));
     }
     store.finish_run(run_id, &report).await?;
+    // A hold of this source held a plan against a store that has changed now.
+    if !opts.no_hold && outcome.applied > 0 {
+        store.supersede_held_plan(&plan.source).await?;
+    }
     // Queue mail: the admin report of what took effect.
     let applied: Vec<_> = applied_writes(plan, true, &outcome.failed).collect();
     crate::mail::queue_admin_report(&cfg.mail, store, &report, &applied).await;
@@ -427,8 +440,12 @@ pub async fn apply_saved_plan(
             configured: source.domain.name.clone(),
         }));
     }
+    let opts = RunOptions {
+        no_hold: true,
+        ..opts.clone()
+    };
     let lock = lock(store, &source.domain.name, opts.lock_wait).await?;
-    let result = execute(cfg, store, &source.domain, &plan, opts).await;
+    let result = execute(cfg, store, &source.domain, &plan, &opts).await;
     lock.release().await;
     result
 }

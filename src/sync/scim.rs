@@ -113,6 +113,7 @@ pub async fn approve_holds(
         }
         let opts = RunOptions {
             override_limits: true,
+            no_hold: true,
             ..RunOptions::default()
         };
         let report = apply_records(

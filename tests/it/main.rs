@@ -4,6 +4,7 @@
 
 mod common;
 mod daemon;
+mod held;
 mod import;
 mod inbox;
 mod ldap;

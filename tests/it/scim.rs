@@ -731,10 +731,15 @@ async fn mass_deprovisioning_is_held_until_approved() {
     );
     let (code, held) = s.env.json(&["held", "list"]);
     assert_eq!(
-        (code, held.as_array().map(Vec::len)),
-        (0, Some(3)),
-        "{held}"
+        (
+            code,
+            held.as_array().map(Vec::len),
+            held[0]["disables"].as_i64()
+        ),
+        (0, Some(1), Some(3)),
+        "one held run for the source: {held}"
     );
+    let held_id = held[0]["id"].as_i64().expect("id").to_string();
     // The client reads back what it asked for.
     assert_eq!(
         s.call("GET", &format!("/Users/{}", ids[2]), None).body["active"],
@@ -751,14 +756,20 @@ async fn mass_deprovisioning_is_held_until_approved() {
             .status,
         200
     );
-    let out = s.env.run(&["held", "approve", "--all"]);
+    let (_, shown) = s.env.json(&["held", "show", &held_id]);
+    let names: Vec<&str> = shown["actions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["source_id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["EXT0302", "EXT0304"], "{shown}");
+    let out = s.env.run(&["held", "approve", &held_id]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("2 held changes applied"),
+        String::from_utf8_lossy(&out.stdout).contains("2 disabled"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

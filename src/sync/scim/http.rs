@@ -470,6 +470,7 @@ async fn run_with(
         stop: Some(app.stop.clone()),
         override_limits,
         lock_wait: Some(LOCK_WAIT),
+        no_hold: true,
         ..RunOptions::default()
     };
     let report = apply_records(&app.cfg, &app.store, source, records, location, &opts)
