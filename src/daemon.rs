@@ -34,6 +34,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
 pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot set up the admin console")]
+    AdminKey(#[source] crate::web::policy::HashError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -156,6 +158,117 @@ enum Next {
     Reload(Box<Config>),
 }
 
+/// When a scheduled source runs next (asked of the scheduler).
+type NextRun = Arc<dyn Fn() -> web::admin::BoxFuture<'static, Option<i64>> + Send + Sync>;
+type NextRuns = Arc<std::sync::Mutex<std::collections::HashMap<String, NextRun>>>;
+
+/// What the console asks of the daemon: held runs decided through the
+/// pipeline, and the scheduler's next tick per source.
+struct Operator {
+    cfg: Arc<Config>,
+    store: Store,
+    next_runs: NextRuns,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl web::admin::Operator for Operator {
+    fn approve<'a>(
+        &'a self,
+        id: i64,
+        actor: &'a str,
+        address: &'a str,
+    ) -> web::admin::BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            match sync::held::approve(&self.cfg, &self.store, id, actor, address).await {
+                Ok(d) => {
+                    self.wake.notify_one();
+                    Ok(match d.report {
+                        Some(r) => format!(
+                            "Held run #{id} is applied as run #{}: {} created, {} updated, {} disabled, {} refused rows.",
+                            r.run_id.unwrap_or(0),
+                            r.created,
+                            r.updated,
+                            r.disabled,
+                            r.errors.len()
+                        ),
+                        None => format!("Held run #{id} is approved; nothing was left to apply."),
+                    })
+                }
+                Err(e) => Err(crate::model::chain(&e)),
+            }
+        })
+    }
+
+    fn discard<'a>(
+        &'a self,
+        id: i64,
+        actor: &'a str,
+        address: &'a str,
+    ) -> web::admin::BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            match sync::held::discard(&self.store, id, actor, address).await {
+                Ok(d) if d.held.kind == "scim" => Ok(format!(
+                    "Held run #{id} is discarded: those PBX users stay active (re-activate them in the identity provider)."
+                )),
+                Ok(_) => Ok(format!("Held run #{id} is discarded: nothing of it was applied.")),
+                Err(e) => Err(crate::model::chain(&e)),
+            }
+        })
+    }
+
+    fn next_run<'a>(&'a self, source: &'a str) -> web::admin::BoxFuture<'a, Option<i64>> {
+        let f = self
+            .next_runs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(source).cloned());
+        Box::pin(async move {
+            match f {
+                Some(f) => f().await,
+                None => None,
+            }
+        })
+    }
+}
+
+fn admin_app(
+    cfg: &Config,
+    store: &Store,
+    next_runs: NextRuns,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<Arc<web::admin::AdminApp>, DaemonError> {
+    let sources = cfg
+        .sources
+        .iter()
+        .map(|s| web::admin::SourceInfo {
+            name: s.name.clone(),
+            kind: match s.kind {
+                SourceKind::Csv(_) => "csv",
+                SourceKind::Ldap(_) => "ldap",
+                SourceKind::Scim(_) => "scim",
+            },
+            domain: s.domain.name.clone(),
+            schedule: match (&s.schedule, &s.kind) {
+                (Some(c), SourceKind::Csv(_)) => {
+                    format!("cron {}, and when files arrive", c.as_str())
+                }
+                (Some(c), _) => format!("cron {}", c.as_str()),
+                (None, SourceKind::Scim(_)) => "pushed by the identity provider".into(),
+                (None, _) => "when files arrive".into(),
+            },
+        })
+        .collect();
+    let operator = Arc::new(Operator {
+        cfg: Arc::new(cfg.clone()),
+        store: store.clone(),
+        next_runs,
+        wake: wake.clone(),
+    });
+    web::admin::AdminApp::new(store.clone(), operator, sources, cfg, wake)
+        .map(Arc::new)
+        .map_err(DaemonError::AdminKey)
+}
+
 /// Runs until SIGTERM / SIGINT. Returns the process exit code.
 pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| DaemonError::Signal("TERM", e))?;
@@ -239,6 +352,30 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
         if let Some(scim) = scim {
             app = app.merge(sync::scim::http::router(scim));
         }
+        // The console: on web.listen, or on an address of its own.
+        let next_runs: NextRuns = Arc::default();
+        let console = web::admin::router(admin_app(&cfg, &store, next_runs.clone(), wake.clone())?);
+        match cfg.admin.listen {
+            None => app = app.merge(console),
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::Listen { addr, source })?;
+                let mut quit = quit_rx.clone();
+                tasks.spawn(async move {
+                    let shutdown = async move {
+                        let _ = quit.wait_for(|q| *q).await;
+                    };
+                    let app = console.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
+                        tracing::error!(error = %e, "admin console server failed");
+                    }
+                });
+            }
+        }
         let mut web_quit = quit_rx.clone();
         tasks.spawn(async move {
             let shutdown = async move {
@@ -272,7 +409,21 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
                         let _ = t.try_send(());
                     })
                 })?;
-                scheduler.add(job).await?;
+                let job = scheduler.add(job).await?;
+                let sched = scheduler.clone();
+                let next: NextRun = Arc::new(move || {
+                    let mut s = sched.clone();
+                    Box::pin(async move {
+                        s.next_tick_for_job(job)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|t| t.timestamp())
+                    })
+                });
+                if let Ok(mut m) = next_runs.lock() {
+                    m.insert(source.name.clone(), next);
+                }
             }
             if let SourceKind::Csv(csv) = &source.kind {
                 match watch_folder(&csv.inbox, tx.clone(), csv.settle) {

@@ -298,7 +298,7 @@ pub fn run_report(r: &RunReport) -> String {
     );
     if let Some(why) = &r.refused {
         let _ = writeln!(s, "REFUSED: {why}");
-        let _ = writeln!(s, "  nothing was applied; review the plan (--dry-run) and re-run with --override-limits to accept it");
+        let _ = writeln!(s, "  nothing was applied; the plan is held for an admin (see the note below and `pbx-onboard held list`)");
     }
     for f in &r.files {
         let _ = write!(s, "  file {}: {}", f.file, f.status.as_str());

@@ -140,7 +140,9 @@ impl Checker<'_> {
                 ))
             }
         };
+        let admin = self.admin(raw.admin.as_ref())?;
         Ok(Config {
+            admin,
             path: self.path.to_path_buf(),
             store,
             limits,
@@ -154,6 +156,61 @@ impl Checker<'_> {
                 rescan,
                 mail_overdue,
             },
+        })
+    }
+
+    pub(super) fn admin(
+        &self,
+        raw: Option<&super::raw::RawAdmin>,
+    ) -> Result<super::AdminConfig, ConfigError> {
+        let listen = match raw.and_then(|a| a.listen.as_ref()) {
+            None => None,
+            Some(l) => Some(l.get_ref().trim().parse().map_err(|_| {
+                self.err(
+                    l.span(),
+                    "admin.listen",
+                    "expected an address and port, like \"127.0.0.1:8481\"",
+                )
+            })?),
+        };
+        let base_url = match raw.and_then(|a| a.base_url.as_ref()) {
+            None => None,
+            Some(u) => {
+                let v = u.get_ref().trim().trim_end_matches('/');
+                if !(v.starts_with("https://") || v.starts_with("http://")) || v.len() < 10 {
+                    return Err(self.err(
+                        u.span(),
+                        "admin.base_url",
+                        "expected the console's URL, like \"https://pbx-onboard.acme.example\"",
+                    ));
+                }
+                Some(v.to_string())
+            }
+        };
+        let minutes = |v: Option<&Spanned<f64>>, key: &str, default: f64, max: f64| match v {
+            None => Ok(Duration::from_secs_f64(default * 60.0)),
+            Some(v) if (0.05..=max).contains(v.get_ref()) => {
+                Ok(Duration::from_secs_f64(*v.get_ref() * 60.0))
+            }
+            Some(v) => Err(self.err(v.span(), key, format!("between 0.05 and {max}"))),
+        };
+        let session_idle = minutes(
+            raw.and_then(|a| a.session_idle_minutes.as_ref()),
+            "admin.session_idle_minutes",
+            30.0,
+            24.0 * 60.0,
+        )?;
+        let session_max = minutes(
+            raw.and_then(|a| a.session_max_hours.as_ref()),
+            "admin.session_max_hours",
+            12.0,
+            7.0 * 24.0,
+        )? * 60;
+        Ok(super::AdminConfig {
+            listen,
+            base_url,
+            session_idle,
+            session_max,
         })
     }
 

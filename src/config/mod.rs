@@ -61,6 +61,19 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     pub web: WebConfig,
     pub daemon: DaemonConfig,
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the console at `/admin`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Its own address; `None`: served on `web.listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The console's origin as browsers reach it (cookies are `Secure` when
+    /// it is https); default `mail.link_base_url` on `web.listen`.
+    pub base_url: Option<String>,
+    pub session_idle: Duration,
+    pub session_max: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -26,6 +26,21 @@ pub(super) struct RawConfig {
     pub(super) web: Option<RawWeb>,
     #[serde(default)]
     pub(super) daemon: Option<RawDaemon>,
+    #[serde(default)]
+    pub(super) admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    #[serde(default)]
+    pub(super) listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) base_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) session_idle_minutes: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) session_max_hours: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

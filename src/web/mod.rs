@@ -2,6 +2,7 @@
 //! (`welcome`), `GET /healthz` and `GET /metrics` in the Prometheus text
 //! format. Every response carries strict security headers.
 
+pub mod admin;
 pub mod policy;
 mod texts;
 pub mod welcome;
@@ -247,7 +248,7 @@ pub fn router(state: AppState, welcome: Option<Arc<welcome::WelcomeApp>>) -> Rou
 }
 
 /// No third-party resources, no framing, no referrer, no caching.
-async fn security_headers(mut res: Response) -> Response {
+pub(crate) async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
         h.insert(k, axum::http::HeaderValue::from_static(v));

@@ -155,7 +155,8 @@ impl Policy {
         if pw.chars().collect::<HashSet<_>>().len() < 4 {
             return Err(Problem::FewCharacters);
         }
-        if lower.contains(owner.extension) {
+        // An owner without an extension (a console account) has none to avoid.
+        if !owner.extension.is_empty() && lower.contains(owner.extension) {
             return Err(Problem::HasExtension);
         }
         let names = std::iter::once(owner.first_name).chain(owner.last_name);

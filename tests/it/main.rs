@@ -3,6 +3,7 @@
 //! server that the harness starts on loopback (see `common::pg`).
 
 mod common;
+mod admin;
 mod daemon;
 mod held;
 mod import;

@@ -108,3 +108,15 @@ fn hashes_are_argon2id_phc() {
         "salted"
     );
 }
+
+#[test]
+fn an_owner_without_an_extension_is_not_refused_for_containing_it() {
+    let p = Policy::new(15, 6, None);
+    let admin = Owner {
+        first_name: "alice",
+        last_name: None,
+        extension: "",
+    };
+    assert!(p.password("correct horse battery staple", &admin).is_ok());
+    assert!(p.password("alice in the console room", &admin).is_err());
+}

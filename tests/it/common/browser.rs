@@ -164,6 +164,41 @@ impl Browser {
         self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// Resizes the window (for screenshots of wide pages).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// The value of the page's cookie `name`, if it has one.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.call("GET", &format!("/cookie/{name}"), None)["value"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// The page's URL.
+    pub fn url(&self) -> String {
+        self.call("GET", "/url", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// How many elements match `css`.
+    pub fn count(&self, css: &str) -> usize {
+        self.call(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        )
+        .as_array()
+        .map_or(0, Vec::len)
+    }
+
     /// A PNG of the viewport.
     pub fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;
