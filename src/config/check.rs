@@ -140,7 +140,7 @@ impl Checker<'_> {
                 ))
             }
         };
-        let admin = self.admin(raw.admin.as_ref())?;
+        let admin = self.admin(raw.admin.as_ref(), &sources)?;
         Ok(Config {
             admin,
             path: self.path.to_path_buf(),
@@ -162,7 +162,44 @@ impl Checker<'_> {
     pub(super) fn admin(
         &self,
         raw: Option<&super::raw::RawAdmin>,
+        sources: &[SourceConfig],
     ) -> Result<super::AdminConfig, ConfigError> {
+        let ldap = match raw.and_then(|a| a.ldap_source.as_ref().map(|s| (a, s))) {
+            None => None,
+            Some((a, s)) => {
+                let name = s.get_ref().trim();
+                let is_ldap = sources
+                    .iter()
+                    .any(|x| x.name == name && matches!(x.kind, super::SourceKind::Ldap(_)));
+                if !is_ldap {
+                    return Err(self.err(
+                        s.span(),
+                        "admin.ldap_source",
+                        "the name of an ldap source",
+                    ));
+                }
+                let group = |g: &Option<String>| {
+                    g.as_deref()
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_string)
+                };
+                let (admin_group, viewer_group) =
+                    (group(&a.ldap_group), group(&a.ldap_viewer_group));
+                if admin_group.is_none() && viewer_group.is_none() {
+                    return Err(self.err(
+                        s.span(),
+                        "admin.ldap_source",
+                        "also set admin.ldap_group (members are admins) or admin.ldap_viewer_group",
+                    ));
+                }
+                Some(super::AdminLdap {
+                    source: name.to_string(),
+                    admin_group,
+                    viewer_group,
+                })
+            }
+        };
         let listen = match raw.and_then(|a| a.listen.as_ref()) {
             None => None,
             Some(l) => Some(l.get_ref().trim().parse().map_err(|_| {
@@ -211,6 +248,7 @@ impl Checker<'_> {
             base_url,
             session_idle,
             session_max,
+            ldap,
         })
     }
 

@@ -74,6 +74,20 @@ pub struct AdminConfig {
     pub base_url: Option<String>,
     pub session_idle: Duration,
     pub session_max: Duration,
+    /// Directory logins for the console.
+    pub ldap: Option<AdminLdap>,
+}
+
+/// `[admin] ldap_source`: people log in to the console with their
+/// directory password, if they are (nested) members of a group.
+#[derive(Debug, Clone)]
+pub struct AdminLdap {
+    /// An ldap source (its servers, TLS, service bind and base DN).
+    pub source: String,
+    /// Members log in as admins.
+    pub admin_group: Option<String>,
+    /// Members log in as viewers.
+    pub viewer_group: Option<String>,
 }
 
 #[derive(Debug, Clone)]

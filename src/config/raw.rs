@@ -41,6 +41,12 @@ pub(super) struct RawAdmin {
     pub(super) session_idle_minutes: Option<Spanned<f64>>,
     #[serde(default)]
     pub(super) session_max_hours: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) ldap_source: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) ldap_group: Option<String>,
+    #[serde(default)]
+    pub(super) ldap_viewer_group: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -381,3 +381,105 @@ async fn read_on(
         full: since.is_none(),
     })
 }
+
+/// A console login checked against the directory: with the source's own
+/// bind, find the one person whose login name (AD: `sAMAccountName` or
+/// `userPrincipalName`; OpenLDAP: `uid` or `mail`) is `username`, check
+/// that they are a (nested) member of one of `groups`, then bind as them
+/// with `password`. The index of the first group they are in, or `None`
+/// (no such person, not a member, wrong password — alike to the caller).
+pub async fn directory_login(
+    c: &LdapSourceConfig,
+    username: &str,
+    password: &str,
+    groups: &[&str],
+) -> Result<Option<usize>, LdapError> {
+    // An empty password is an unauthenticated bind, which servers accept.
+    if password.is_empty() || username.is_empty() || username.len() > 256 {
+        return Ok(None);
+    }
+    let (mut ldap, server) = connect_any(c).await?;
+    let fail = |what: &'static str| {
+        let server = server.clone();
+        move |source: SearchError| LdapError::Search {
+            server: server.clone(),
+            what,
+            source,
+        }
+    };
+    let ad = c.profile == LdapProfile::ActiveDirectory;
+    let u = ldap3::ldap_escape(username);
+    let who = match ad {
+        true => format!("(|(sAMAccountName={u})(userPrincipalName={u}))"),
+        false => format!("(|(uid={u})(mail={u}))"),
+    };
+    let filter = format!("(&{}{who})", le::person_filter(c, None));
+    let mut found = Vec::new();
+    paged(
+        &mut ldap,
+        c,
+        &c.base_dn,
+        &filter,
+        &["1.1".to_string()],
+        |e| found.push(e.dn),
+    )
+    .await
+    .map_err(fail("looking up the console login"))?;
+    let [dn] = found.as_slice() else {
+        let _ = ldap.unbind().await;
+        return Ok(None);
+    };
+    let mut member_of = None;
+    if ad {
+        for (i, g) in groups.iter().enumerate() {
+            let f = format!("(memberOf:{}:={})", le::IN_CHAIN, ldap3::ldap_escape(*g));
+            let mut hit = false;
+            paged(&mut ldap, c, dn, &f, &["1.1".to_string()], |_| hit = true)
+                .await
+                .map_err(fail("checking the console group"))?;
+            if hit {
+                member_of = Some(i);
+                break;
+            }
+        }
+    } else {
+        let mut g = GroupGraph::default();
+        let attrs = ["member".to_string(), "uniqueMember".to_string()];
+        paged(
+            &mut ldap,
+            c,
+            &c.group_base_dn,
+            le::GROUP_FILTER,
+            &attrs,
+            |e| {
+                let members: Vec<String> = e.attrs.into_iter().flat_map(|(_, v)| v).collect();
+                g.add(&e.dn, members);
+            },
+        )
+        .await
+        .map_err(fail("reading groups"))?;
+        let me = crate::dn::norm_dn(dn);
+        member_of = groups
+            .iter()
+            .position(|group| g.members_of(group).contains(&me));
+    }
+    let Some(index) = member_of else {
+        let _ = ldap.unbind().await;
+        return Ok(None);
+    };
+    let bound = ldap
+        .with_timeout(c.timeout)
+        .simple_bind(dn, password)
+        .await
+        .map(|r| r.success().is_ok());
+    let _ = ldap.unbind().await;
+    match bound {
+        Ok(true) => Ok(Some(index)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(LdapError::Search {
+            server,
+            what: "binding as the console user",
+            source: e.into(),
+        }),
+    }
+}

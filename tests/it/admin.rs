@@ -397,3 +397,55 @@ async fn idle_sessions_end_and_logins_are_throttled_per_address() {
         "no per-account delay"
     );
 }
+
+/// `[admin] ldap_source`: a (nested) member of the group logs in with the
+/// directory password; a non-member with the right password, and a member
+/// with a wrong one, cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_group_members_log_in_and_others_cannot() {
+    use crate::common::slapd::{person, Slapd, SUFFIX, SVC, SVC_PW};
+    let slapd = Slapd::start();
+    let mut ldif = String::new();
+    for (uid, pw) in [
+        ("ops1", "ops one password here"),
+        ("sales1", "sales one password here"),
+    ] {
+        ldif.push_str(&person(uid, "User", uid, &format!("userPassword: {pw}\n")));
+        ldif.push('\n');
+    }
+    ldif.push_str(&format!(
+        "dn: cn=ops,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: ops\nmember: uid=ops1,ou=people,{SUFFIX}\n\n\
+         dn: cn=pbx-admins,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: pbx-admins\nmember: cn=ops,ou=groups,{SUFFIX}\n"
+    ));
+    slapd.add(&ldif);
+    let extra = format!(
+        "[[source]]\nname = \"dir\"\nkind = \"ldap\"\ndomain = \"acme.example\"\nprofile = \"openldap\"\n\
+         url = \"{}\"\ntls = \"none\"\nbind_dn = \"{SVC}\"\nbind_password_file = \"ldap-password\"\n\
+         base_dn = \"ou=people,{SUFFIX}\"\ngroup_base_dn = \"ou=groups,{SUFFIX}\"\ntimeout_seconds = 3\n\
+         [admin]\nldap_source = \"dir\"\nldap_group = \"cn=pbx-admins,ou=groups,{SUFFIX}\"\n",
+        slapd.url()
+    );
+    let (env, port) = console(&extra).await;
+    env.write("ldap-password", format!("{SVC_PW}\n").as_bytes());
+    let _daemon = Daemon::start(&env, port, "admin-ldap");
+
+    let (r, session) = login(port, [127, 0, 0, 5], "ops1", "ops one password here").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = http(
+        port,
+        [127, 0, 0, 5],
+        "GET",
+        "/admin",
+        &format!("pbx_admin={session}"),
+        "",
+    )
+    .await;
+    assert!(page.body.contains("ops1 · admin"), "{}", page.body);
+    let (r, _) = login(port, [127, 0, 0, 6], "sales1", "sales one password here").await;
+    assert_eq!(r.status, 401, "a non-member logged in");
+    let (r, _) = login(port, [127, 0, 0, 7], "ops1", "not the directory password").await;
+    assert_eq!(r.status, 401, "a wrong password logged in");
+    // A console account of the same name as nobody in the directory still works.
+    let (r, _) = login(port, [127, 0, 0, 8], "alice", ALICE).await;
+    assert_eq!(r.status, 303);
+}

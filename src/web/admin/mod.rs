@@ -168,6 +168,8 @@ pub struct AdminApp {
     hashing: tokio::sync::Semaphore,
     /// Verified when the account does not exist, so both cost the same.
     dummy_hash: String,
+    /// Directory logins: the ldap source, and (group, role) in order.
+    ldap: Option<(crate::config::LdapSourceConfig, Vec<(String, &'static str)>)>,
 }
 
 impl AdminApp {
@@ -184,6 +186,17 @@ impl AdminApp {
             (None, Some(_)) => None,
         };
         let origin = base.as_deref().map(origin_of);
+        let ldap = cfg.admin.ldap.as_ref().and_then(|l| {
+            let source = cfg.source(&l.source)?;
+            let crate::config::SourceKind::Ldap(c) = &source.kind else {
+                return None;
+            };
+            let groups = [(&l.admin_group, "admin"), (&l.viewer_group, "viewer")]
+                .into_iter()
+                .filter_map(|(g, role)| g.clone().map(|g| (g, role)))
+                .collect();
+            Some(((**c).clone(), groups))
+        });
         let mut random = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut random);
         Ok(AdminApp {
@@ -199,6 +212,7 @@ impl AdminApp {
             throttle: Throttle::default(),
             hashing: tokio::sync::Semaphore::new(4),
             dummy_hash: super::policy::hash_secret(&hex::encode(random))?,
+            ldap,
         })
     }
 }
@@ -529,7 +543,20 @@ async fn login(
         None => (None, app.dummy_hash.clone()),
     };
     let good = verify(&app, hash, password.to_string()).await && role.is_some();
-    let Some(role) = role.filter(|_| good) else {
+    let mut role = role.filter(|_| good);
+    // No console account of that name: the directory, if configured.
+    if let (None, Some((c, groups))) = (&account, &app.ldap) {
+        let names: Vec<&str> = groups.iter().map(|(g, _)| g.as_str()).collect();
+        match crate::source::ldap::directory_login(c, username, password, &names).await {
+            Ok(Some(i)) => role = groups.get(i).map(|(_, r)| r.to_string()),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %crate::model::chain(&e), "admin login: the directory failed");
+                return pages::directory_down();
+            }
+        }
+    }
+    let Some(role) = role else {
         app.throttle.strike(ip, &shown_name);
         tracing::warn!(address = %ip, username = %crate::model::excerpt(&shown_name), "admin login failed");
         return login_page(

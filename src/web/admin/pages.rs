@@ -120,6 +120,15 @@ pub(crate) fn store_down(e: &StoreError) -> Response {
     )
 }
 
+pub(crate) fn directory_down() -> Response {
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "The directory is not answering",
+        "Directory logins need the directory, which did not answer. Try again in a minute, or log in with a console account.",
+    )
+}
+
 pub(super) async fn not_found(State(app): App, headers: HeaderMap) -> Response {
     let c = match session(&app, &headers, "/admin").await {
         Ok(s) => Some(chrome(&app, &s).await),
