@@ -210,6 +210,7 @@ async fn an_admin_approves_a_held_run_in_the_browser() {
     let what = b.wait_text("#what", "disables 60");
     assert!(what.contains("disables 60 users"), "{what}");
     assert!(b.text("#confirm").contains("60 disables"));
+    screenshot(&b, "confirm");
     b.click("#confirm");
     let done = b.wait_text("#message", "applied");
     assert!(done.contains("60 disabled"), "{done}");
@@ -265,6 +266,7 @@ async fn an_admin_approves_a_held_run_in_the_browser() {
         viewer.find("#approve").is_none(),
         "a viewer sees an approve button"
     );
+    screenshot(&viewer, "viewer-held");
     let bob_cookie = format!(
         "pbx_admin={}",
         viewer.cookie("pbx_admin").expect("bob's session")
@@ -334,6 +336,14 @@ async fn an_admin_approves_a_held_run_in_the_browser() {
     assert_eq!(r.status, 403, "{}", r.body);
     let (_, list) = env.json(&["held", "list"]);
     assert_eq!(list[0]["status"], "pending", "nothing was decided: {list}");
+
+    // Logging out ends the session: the old cookie gets the login page.
+    b.open(&format!("http://127.0.0.1:{port}/admin"));
+    b.click(".logout button");
+    b.wait_text("h1", "console");
+    assert!(b.url().contains("/admin/login"), "{}", b.url());
+    let r = http(port, [127, 0, 0, 1], "GET", "/admin", &alice_cookie, "").await;
+    assert_eq!(r.status, 303, "a logged-out session still works");
     drop(daemon);
 }
 
