@@ -194,26 +194,14 @@ pub fn map_record(
             "call-routing users have no phone device",
         );
     }
-    // A rule's force_login applies to the Web devices among its users; the
-    // record's own is refused on anything else, so it is never silently lost.
-    let force_login = match r.force_login {
-        Some(true) if device != Some(DeviceType::Web) => {
-            let has = device.map_or("no device", |t| match t {
-                DeviceType::Sip => "a SIP device",
-                DeviceType::Web => "a Web device",
-            });
-            errs.push(
-                Some(Field::ForceLogin),
-                format!("force_login applies to Web devices only; this user has {has}"),
-            );
-            false
-        }
-        Some(b) => b,
-        None => {
-            device == Some(DeviceType::Web)
-                && first(&matching, |rule| rule.force_login).unwrap_or(false)
-        }
-    };
+    // force_login is about Web devices: the record's (or else a rule's)
+    // applies when the user's device is `web` and means nothing otherwise.
+    // Identity providers send it for whole groups (and compliance checkers
+    // for anyone), so a SIP user with it set is not refused.
+    let force_login = device == Some(DeviceType::Web)
+        && r.force_login
+            .or_else(|| first(&matching, |rule| rule.force_login))
+            .unwrap_or(false);
 
     if !errs.list.is_empty() {
         return Err(errs.list);

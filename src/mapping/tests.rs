@@ -168,6 +168,11 @@ fn rules_table() {
             |f| f.device == Some(DeviceType::Sip) && !f.force_login,
         ),
         (
+            "force_login on a SIP device means nothing",
+            |r| r.force_login = Some(true),
+            |f| f.device == Some(DeviceType::Sip) && !f.force_login,
+        ),
+        (
             "force_login rule on a web device",
             |r| {
                 r.department = Some("Reception".into());
@@ -222,11 +227,6 @@ fn row_errors_name_the_column() {
             |r| r.caller_id = Some("+15559999999".into()),
             "caller_id",
             "inventory",
-        ),
-        (
-            |r| r.force_login = Some(true),
-            "force_login",
-            "Web devices only; this user has a SIP device",
         ),
     ];
     for (edit, column, msg) in cases {
