@@ -14,6 +14,7 @@ crate::both_stores!(
     extension_changes_and_foreign_users_are_conflicts,
     excel_exports_in_other_encodings_import,
     the_largest_chunk_is_applied_set_based,
+    text_that_array_literals_must_escape_round_trips,
 );
 
 fn sample() -> std::path::PathBuf {
@@ -418,5 +419,47 @@ async fn the_largest_chunk_is_applied_set_based(b: Backend) {
         env.scalar("SELECT CAST(COUNT(*) AS TEXT) FROM devices")
             .await,
         "3000"
+    );
+}
+
+/// PostgreSQL writes rows as one array literal per column (`unnest`):
+/// quotes, backslashes, braces, commas, the word NULL and non-ASCII must come back exactly as the file had them, on both engines.
+async fn text_that_array_literals_must_escape_round_trips(b: Backend) {
+    let env = Env::new(b, LIMITS_OPEN).await;
+    let names = [
+        ("T1", r#"Say "hi""#, r"Back\slash\"),
+        ("T2", "{Brace}", "a,b,c"),
+        ("T3", "NULL", "Null"),
+        ("T4", "Zoë 😀", "O'Brien-Łukasz"),
+        ("T5", "Semi;colon", r#"\"x\""#),
+    ];
+    let mut csv = String::from("Employee ID,First Name,Last Name,Job Title\n");
+    for (id, first, last) in names {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        csv.push_str(&format!(
+            "{id},{},{},{}\n",
+            q(first),
+            q(last),
+            q(&format!("{first}/{last}"))
+        ));
+    }
+    let file = env.write("tricky.csv", csv.as_bytes());
+    let (code, r) = env.import(&[&file]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(count(&r, "created"), 5, "{r}");
+    let users = env.users();
+    for (id, first, last) in names {
+        let u = by_source_id(&users, id);
+        assert_eq!(
+            (u["first_name"].as_str(), u["last_name"].as_str()),
+            (Some(first), Some(last)),
+            "{u}"
+        );
+    }
+    let (code, r) = env.import(&[&file]);
+    assert_eq!(
+        (code, count(&r, "unchanged")),
+        (0, 5),
+        "a re-run changes nothing: {r}"
     );
 }
