@@ -61,7 +61,7 @@ mode = "full"
 """
 
 # The tables an import writes rows to, parents first.
-WRITTEN = ["departments", "sites", "users", "devices", "welcome_links", "outbox", "runs", "run_actions"]
+WRITTEN = ["domains", "departments", "sites", "users", "devices", "welcome_links", "outbox", "runs", "run_actions"]
 
 
 def generate(path, rows):
@@ -161,72 +161,88 @@ def counts(engine, target, pg=None):
     return [int(x) for x in out.split()]
 
 
-def bench_sqlite(binary, work, csv_path, rows, reps):
-    r = {k: [] for k in ["ref", "full", "noop", "floor", "rss_full", "rss_noop"]}
+def bench_sqlite(binaries, work, csv_path, rows, reps):
+    rs = [{k: [] for k in ["ref", "full", "noop", "floor", "rss_full", "rss_noop"]} for _ in binaries]
     for rep in range(reps):
-        d = os.path.join(work, f"sqlite-{rows}-{rep}")
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
-        t, _ = timed(["sqlite3", os.path.join(d, "ref.db")], d,
+        d0 = os.path.join(work, f"sqlite-{rows}-{rep}")
+        shutil.rmtree(d0, ignore_errors=True)
+        os.makedirs(d0)
+        t, _ = timed(["sqlite3", os.path.join(d0, "ref.db")], d0,
                      stdin=f"PRAGMA journal_mode=WAL;\n.mode csv\n.import {csv_path} staff\n")
-        r["ref"].append(t)
-        cmd = pbx(binary, os.path.join(d, "pbx"), "sqlite://store.db")
-        for kind in ["full", "noop"]:
-            t, rss = timed(cmd + ["import", csv_path, "--no-mail", "--format", "json"], d)
-            r[kind].append(t)
-            r[f"rss_{kind}"].append(rss)
-        # The floor: the same rows into a freshly migrated store, by sqlite3.
-        empty = pbx(binary, os.path.join(d, "floor"), "sqlite://store.db")
-        timed(empty + ["check-config"], d)
-        staged = os.path.join(d, "pbx", "store.db")
-        inserts = "".join(f"INSERT OR IGNORE INTO main.{t} SELECT * FROM s.{t};\n" for t in WRITTEN)
-        t, _ = timed(["sqlite3", os.path.join(d, "floor", "store.db")], d,
-                     stdin=f"PRAGMA journal_mode=WAL;\nPRAGMA synchronous=NORMAL;\nATTACH '{staged}' AS s;\n"
-                           f"BEGIN;\n{inserts}COMMIT;\n")
-        r["floor"].append(t)
-        got = counts("sqlite", staged)
-        if got != [rows, rows]:
-            sys.exit(f"sqlite {rows}: the store holds {got} users/devices")
-        floor_got = counts("sqlite", os.path.join(d, "floor", "store.db"))
-        if floor_got != [rows, rows]:
-            sys.exit(f"sqlite {rows}: the floor store holds {floor_got}")
-        print(f"  sqlite {rows} rep {rep + 1}: .import {r['ref'][-1]:.2f}s  full {r['full'][-1]:.2f}s "
-              f"no-op {r['noop'][-1]:.2f}s  floor {r['floor'][-1]:.2f}s  "
-              f"RSS {r['rss_full'][-1]:.0f}/{r['rss_noop'][-1]:.0f} MiB", flush=True)
-        shutil.rmtree(d, ignore_errors=True)
-    return r
+        for bi, binary in enumerate(binaries):
+            r = rs[bi]
+            r["ref"].append(t)
+            d = os.path.join(d0, f"bin{bi}")
+            os.makedirs(d)
+            sqlite_one(binary, d, csv_path, rows, r, f"[{bi}] sqlite {rows} rep {rep + 1}")
+        shutil.rmtree(d0, ignore_errors=True)
+    return rs
 
 
-def bench_postgres(binary, work, pg, csv_path, rows, reps):
-    r = {k: [] for k in ["ref", "full", "noop", "rss_full", "rss_noop", "wal_full", "wal_noop"]}
+def sqlite_one(binary, d, csv_path, rows, r, label):
+    cmd = pbx(binary, os.path.join(d, "pbx"), "sqlite://store.db")
+    for kind in ["full", "noop"]:
+        t, rss = timed(cmd + ["import", csv_path, "--no-mail", "--format", "json"], d)
+        r[kind].append(t)
+        r[f"rss_{kind}"].append(rss)
+    # The floor: the same rows into a freshly migrated store, by sqlite3.
+    empty = pbx(binary, os.path.join(d, "floor"), "sqlite://store.db")
+    timed(empty + ["check-config"], d)
+    staged = os.path.join(d, "pbx", "store.db")
+    inserts = "".join(f"INSERT OR IGNORE INTO main.{t} SELECT * FROM s.{t};\n" for t in WRITTEN)
+    t, _ = timed(["sqlite3", os.path.join(d, "floor", "store.db")], d,
+                 stdin=f"PRAGMA journal_mode=WAL;\nPRAGMA synchronous=NORMAL;\nATTACH '{staged}' AS s;\n"
+                       f"BEGIN;\n{inserts}COMMIT;\n")
+    r["floor"].append(t)
+    got = counts("sqlite", staged)
+    if got != [rows, rows]:
+        sys.exit(f"sqlite {rows}: the store holds {got} users/devices")
+    floor_got = counts("sqlite", os.path.join(d, "floor", "store.db"))
+    if floor_got != [rows, rows]:
+        sys.exit(f"sqlite {rows}: the floor store holds {floor_got}")
+    print(f"  {label}: .import {r['ref'][-1]:.2f}s  full {r['full'][-1]:.2f}s "
+          f"no-op {r['noop'][-1]:.2f}s  floor {r['floor'][-1]:.2f}s  "
+          f"RSS {r['rss_full'][-1]:.0f}/{r['rss_noop'][-1]:.0f} MiB", flush=True)
+
+
+def bench_postgres(binaries, work, pg, csv_path, rows, reps):
+    rs = [{k: [] for k in ["ref", "full", "noop", "rss_full", "rss_noop", "wal_full", "wal_noop"]} for _ in binaries]
     for rep in range(reps):
-        d = os.path.join(work, f"pg-{rows}-{rep}")
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
+        d0 = os.path.join(work, f"pg-{rows}-{rep}")
+        shutil.rmtree(d0, ignore_errors=True)
+        os.makedirs(d0)
         ref_db, _ = pg.fresh()
         pg.psql(ref_db, "CREATE TABLE staff (employee_id text, first_name text, last_name text, email text, "
                         "department text, location text)")
-        t, _ = timed(pg.psql_cmd(ref_db) + ["-c", f"\\copy staff FROM '{csv_path}' CSV HEADER"], d)
-        r["ref"].append(t)
-        db, url = pg.fresh()
-        cmd = pbx(binary, os.path.join(d, "pbx"), url)
-        timed(cmd + ["check-config"], d)  # migrations are not the import's cost
-        for kind in ["full", "noop"]:
-            before = pg.wal()
-            t, rss = timed(cmd + ["import", csv_path, "--no-mail", "--format", "json"], d)
-            r[f"wal_{kind}"].append(pg.wal() - before)
-            r[kind].append(t)
-            r[f"rss_{kind}"].append(rss)
-        got = counts("postgres", db, pg)
-        if got != [rows, rows]:
-            sys.exit(f"postgres {rows}: the store holds {got} users/devices")
-        print(f"  postgres {rows} rep {rep + 1}: \\copy {r['ref'][-1]:.2f}s  full {r['full'][-1]:.2f}s "
-              f"no-op {r['noop'][-1]:.2f}s  WAL {r['wal_full'][-1] / rows:.0f} B/user  "
-              f"RSS {r['rss_full'][-1]:.0f}/{r['rss_noop'][-1]:.0f} MiB", flush=True)
+        t, _ = timed(pg.psql_cmd(ref_db) + ["-c", f"\\copy staff FROM '{csv_path}' CSV HEADER"], d0)
         pg.psql("postgres", f"DROP DATABASE {ref_db}")
-        pg.psql("postgres", f"DROP DATABASE {db}")
-        shutil.rmtree(d, ignore_errors=True)
-    return r
+        for bi, binary in enumerate(binaries):
+            r = rs[bi]
+            r["ref"].append(t)
+            d = os.path.join(d0, f"bin{bi}")
+            os.makedirs(d)
+            postgres_one(binary, d, pg, csv_path, rows, r, f"[{bi}] postgres {rows} rep {rep + 1}")
+        shutil.rmtree(d0, ignore_errors=True)
+    return rs
+
+
+def postgres_one(binary, d, pg, csv_path, rows, r, label):
+    db, url = pg.fresh()
+    cmd = pbx(binary, os.path.join(d, "pbx"), url)
+    timed(cmd + ["check-config"], d)  # migrations are not the import's cost
+    for kind in ["full", "noop"]:
+        before = pg.wal()
+        t, rss = timed(cmd + ["import", csv_path, "--no-mail", "--format", "json"], d)
+        r[f"wal_{kind}"].append(pg.wal() - before)
+        r[kind].append(t)
+        r[f"rss_{kind}"].append(rss)
+    got = counts("postgres", db, pg)
+    if got != [rows, rows]:
+        sys.exit(f"postgres {rows}: the store holds {got} users/devices")
+    print(f"  {label}: \\copy {r['ref'][-1]:.2f}s  full {r['full'][-1]:.2f}s "
+          f"no-op {r['noop'][-1]:.2f}s  WAL {r['wal_full'][-1] / rows:.0f} B/user  "
+          f"RSS {r['rss_full'][-1]:.0f}/{r['rss_noop'][-1]:.0f} MiB", flush=True)
+    pg.psql("postgres", f"DROP DATABASE {db}")
 
 
 def main():
@@ -234,7 +250,7 @@ def main():
     ap.add_argument("--rows", default="100000,300000,1000000")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--engines", default="sqlite,postgres")
-    ap.add_argument("--bin")
+    ap.add_argument("--bin", action="append", help="a binary to time (repeatable: each rep times each in turn)")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     if a.smoke:
@@ -243,7 +259,7 @@ def main():
     engines = a.engines.split(",")
     if not a.bin:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    binary = os.path.abspath(a.bin or BIN)
+    binaries = [os.path.abspath(b) for b in (a.bin or [BIN])]
     if not shutil.which("sqlite3"):
         sys.exit("sqlite3 not found: apt-get install sqlite3")
     work = tempfile.mkdtemp(prefix="pbx-scale-")
@@ -255,9 +271,11 @@ def main():
             generate(csv_path, rows)
             for engine in engines:
                 if engine == "sqlite":
-                    results.append(("SQLite", rows, bench_sqlite(binary, work, csv_path, rows, a.reps)))
+                    rs = bench_sqlite(binaries, work, csv_path, rows, a.reps)
+                    results += [("SQLite", rows, i, r) for i, r in enumerate(rs)]
                 else:
-                    results.append(("PostgreSQL", rows, bench_postgres(binary, work, pg, csv_path, rows, a.reps)))
+                    rs = bench_postgres(binaries, work, pg, csv_path, rows, a.reps)
+                    results += [("PostgreSQL", rows, i, r) for i, r in enumerate(rs)]
             os.remove(csv_path)
     finally:
         if pg:
@@ -266,17 +284,19 @@ def main():
 
     med = statistics.median
     print()
-    print(f"medians of {a.reps}; {binary}")
-    print("| engine | rows | full import | users/s | vs reference | no-op | vs reference | floor | full vs floor "
+    print(f"medians of {a.reps}")
+    for i, b in enumerate(binaries):
+        print(f"[{i}] {b}")
+    print("| bin | engine | rows | full import | users/s | vs reference | no-op | vs reference | floor | full vs floor "
           "| peak RSS full / no-op | WAL per user full / no-op |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for engine, rows, r in results:
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for engine, rows, i, r in results:
         ref, full, noop = med(r["ref"]), med(r["full"]), med(r["noop"])
         floor = f"{med(r['floor']):.2f} s" if "floor" in r else "—"
         vs_floor = f"{full / med(r['floor']):.1f}×" if "floor" in r else "—"
         wal = (f"{med(r['wal_full']) / rows:,.0f} / {med(r['wal_noop']) / rows:,.0f} B" if "wal_full" in r else "—")
         ref_name = ".import" if engine == "SQLite" else "\\copy"
-        print(f"| {engine} | {rows:,} | {full:.2f} s | {rows / full:,.0f} | {full / ref:.1f}× {ref_name} ({ref:.2f} s) "
+        print(f"| [{i}] | {engine} | {rows:,} | {full:.2f} s | {rows / full:,.0f} | {full / ref:.1f}× {ref_name} ({ref:.2f} s) "
               f"| {noop:.2f} s | {noop / ref:.1f}× | {floor} | {vs_floor} "
               f"| {max(r['rss_full']):.0f} / {max(r['rss_noop']):.0f} MiB | {wal} |")
 
