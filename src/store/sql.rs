@@ -76,57 +76,23 @@ impl Sql {
         self
     }
 
-    /// Appends the rows: `VALUES (…), (…)` on SQLite, one tuple per item;
-    /// on PostgreSQL `SELECT * FROM unnest($1::bigint[], $2::text[], …)`,
-    /// one array per column, so a chunk of 1,000 rows is a statement of as
-    /// many parameters as it has columns instead of 21,000, which the server
-    /// parses, plans and binds once (see `unnest_literal`). `row` binds each
-    /// row's values, the same columns in the same order for every row.
+    /// Appends `VALUES (…), (…)`, one tuple per item; `row` binds its values.
     pub fn values<I, F>(&mut self, items: I, mut row: F) -> &mut Self
     where
         I: IntoIterator,
         F: FnMut(&mut Tuple<'_>, I::Item),
     {
-        let mut columns: Vec<Vec<Value>> = Vec::new();
-        if !self.numbered {
-            self.text.push_str("VALUES ");
-        }
+        self.text.push_str("VALUES ");
         for (i, item) in items.into_iter().enumerate() {
-            let mut one = Vec::new();
-            row(&mut Tuple { row: &mut one }, item);
-            if self.numbered {
-                columns.resize_with(columns.len().max(one.len()), Vec::new);
-                for (c, v) in columns.iter_mut().zip(one) {
-                    c.push(v);
-                }
-                continue;
-            }
             if i > 0 {
                 self.text.push_str(", ");
             }
             self.text.push('(');
-            for (j, v) in one.into_iter().enumerate() {
-                if j > 0 {
-                    self.text.push_str(", ");
-                }
-                self.bind(v);
-            }
-            self.text.push(')');
-        }
-        if self.numbered {
-            self.text.push_str("SELECT * FROM unnest(");
-            for (j, column) in columns.iter().enumerate() {
-                if j > 0 {
-                    self.text.push_str(", ");
-                }
-                let ints = column.iter().all(|v| matches!(v, Value::Int(_)));
-                self.bind(Value::Text(Some(unnest_literal(column))));
-                self.text.push_str(if ints {
-                    "::text::bigint[]"
-                } else {
-                    "::text::text[]"
-                });
-            }
+            let mut t = Tuple {
+                sql: self,
+                first: true,
+            };
+            row(&mut t, item);
             self.text.push(')');
         }
         self
@@ -160,46 +126,20 @@ impl Sql {
     }
 }
 
-/// One row of [`Sql::values`].
 pub struct Tuple<'a> {
-    row: &'a mut Vec<Value>,
+    sql: &'a mut Sql,
+    first: bool,
 }
 
 impl Tuple<'_> {
     pub fn bind(&mut self, v: impl Into<Value>) -> &mut Self {
-        self.row.push(v.into());
+        if !self.first {
+            self.sql.text.push_str(", ");
+        }
+        self.first = false;
+        self.sql.bind(v);
         self
     }
-}
-
-/// A PostgreSQL array literal of one column's values, `{1,NULL,3}` or
-/// `{"a","b \\"q\\"",NULL}`: every text element double-quoted, with
-/// backslash and double quote escaped by a backslash, as `array_in` reads
-/// it; NULL unquoted.
-fn unnest_literal(column: &[Value]) -> String {
-    let mut s = String::with_capacity(column.len() * 16 + 2);
-    s.push('{');
-    for (i, v) in column.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        match v {
-            Value::Int(Some(n)) => s.push_str(&n.to_string()),
-            Value::Text(Some(t)) => {
-                s.push('"');
-                for c in t.chars() {
-                    if c == '"' || c == '\\' {
-                        s.push('\\');
-                    }
-                    s.push(c);
-                }
-                s.push('"');
-            }
-            Value::Int(None) | Value::Text(None) => s.push_str("NULL"),
-        }
-    }
-    s.push('}');
-    s
 }
 
 /// Ids for `n` new rows of `table`, taken before the rows are built so that

@@ -9,34 +9,10 @@ fn numbers_placeholders_across_rows() {
     s.push(" WHERE id IN ").list([7_i64, 8]);
     assert_eq!(
         s.text,
-        "INSERT INTO t (a, b) SELECT * FROM unnest($1::text::bigint[], $2::text::text[]) WHERE id IN ($3, $4)"
+        "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) WHERE id IN ($5, $6)"
     );
-    assert_eq!(s.values.len(), 4);
-    let mut s = Sql::new("SQLite", "INSERT INTO t (a, b) ");
-    s.values([(1_i64, "x"), (2, "y")], |t, (a, b)| {
-        t.bind(a).bind(b.to_string());
-    });
-    assert_eq!(s.text, "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)");
+    assert_eq!(s.values.len(), 6);
     let mut s = Sql::new("SQLite", "DELETE FROM t WHERE id IN ");
     s.list([1_i64, 2]);
     assert_eq!(s.text, "DELETE FROM t WHERE id IN (?, ?)");
-}
-
-#[test]
-fn unnest_literals_quote_what_array_in_reads() {
-    use super::{unnest_literal, Value};
-    let col = [
-        Value::Text(Some("plain".into())),
-        Value::Text(Some("say \"hi\", {x}\\".into())),
-        Value::Text(None),
-        Value::Text(Some("NULL".into())),
-    ];
-    assert_eq!(
-        unnest_literal(&col),
-        r#"{"plain","say \"hi\", {x}\\",NULL,"NULL"}"#
-    );
-    assert_eq!(
-        unnest_literal(&[Value::Int(Some(-3)), Value::Int(None)]),
-        "{-3,NULL}"
-    );
 }
