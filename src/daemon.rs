@@ -129,20 +129,11 @@ fn welcome_app(
     mailer: &crate::mail::Mailer,
     wake: Arc<tokio::sync::Notify>,
 ) -> Result<Arc<web::welcome::WelcomeApp>, DaemonError> {
-    let extra = match &cfg.web.password_blocklist_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p).map_err(|source| DaemonError::Blocklist {
-                path: p.clone(),
-                source,
-            })?,
-        ),
-        None => None,
-    };
-    let policy = web::policy::Policy::new(
-        cfg.web.password_min_length,
-        cfg.web.pin_min_length,
-        extra.as_deref(),
-    );
+    let policy =
+        web::policy::Policy::for_config(&cfg.web).map_err(|source| DaemonError::Blocklist {
+            path: cfg.web.password_blocklist_file.clone().unwrap_or_default(),
+            source,
+        })?;
     Ok(Arc::new(web::welcome::WelcomeApp::new(
         store.clone(),
         mailer.key().clone(),
@@ -151,6 +142,25 @@ fn welcome_app(
         &cfg.web,
         wake,
     )))
+}
+
+/// Serves `app` (with each request's peer address) until `quit`.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut quit: watch::Receiver<bool>,
+    what: &'static str,
+) {
+    let shutdown = async move {
+        let _ = quit.wait_for(|q| *q).await;
+    };
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, server = what, "web server failed");
+    }
 }
 
 enum Next {
@@ -361,34 +371,10 @@ pub async fn run(config_path: &Path, mut cfg: Config) -> Result<i32, DaemonError
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| DaemonError::Listen { addr, source })?;
-                let mut quit = quit_rx.clone();
-                tasks.spawn(async move {
-                    let shutdown = async move {
-                        let _ = quit.wait_for(|q| *q).await;
-                    };
-                    let app = console.into_make_service_with_connect_info::<std::net::SocketAddr>();
-                    if let Err(e) = axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                    {
-                        tracing::error!(error = %e, "admin console server failed");
-                    }
-                });
+                tasks.spawn(serve(listener, console, quit_rx.clone(), "admin console"));
             }
         }
-        let mut web_quit = quit_rx.clone();
-        tasks.spawn(async move {
-            let shutdown = async move {
-                let _ = web_quit.wait_for(|q| *q).await;
-            };
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "web server failed");
-            }
-        });
+        tasks.spawn(serve(listener, app, quit_rx.clone(), "web"));
 
         let shared = Arc::new(cfg.clone());
         let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;

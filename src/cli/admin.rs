@@ -9,20 +9,13 @@ use crate::web::policy::{hash_secret, Owner, Policy};
 use std::io::BufRead;
 
 fn policy(cfg: &Config) -> anyhow::Result<Policy> {
-    let extra = match &cfg.web.password_blocklist_file {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read web.password_blocklist_file {}: {e}",
-                p.display()
-            )
-        })?),
-        None => None,
-    };
-    Ok(Policy::new(
-        cfg.web.password_min_length,
-        cfg.web.pin_min_length,
-        extra.as_deref(),
-    ))
+    Policy::for_config(&cfg.web).map_err(|e| {
+        let file = cfg.web.password_blocklist_file.clone().unwrap_or_default();
+        anyhow::anyhow!(
+            "cannot read web.password_blocklist_file {}: {e}",
+            file.display()
+        )
+    })
 }
 
 /// The new password: the first line of stdin, or asked twice on the

@@ -559,15 +559,9 @@ impl Store {
         for chunk in ids.chunks(500) {
             let mut q = super::Sql::new(
                 self.engine(),
-                "SELECT id, first_name, last_name, department, site, status FROM users WHERE id IN (",
+                "SELECT id, first_name, last_name, department, site, status FROM users WHERE id IN ",
             );
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind(*id);
-            }
-            q.push(")");
+            q.list(chunk.iter().copied());
             for r in q.build().fetch_all(self.pool()).await? {
                 let first: String = r.try_get(1)?;
                 let last: Option<String> = r.try_get(2)?;
@@ -600,14 +594,9 @@ impl Store {
                 self.engine(),
                 "SELECT source_id, id, extension FROM users WHERE source = ",
             );
-            q.bind(source.to_string()).push(" AND source_id IN (");
-            for (i, s) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind(s.clone());
-            }
-            q.push(")");
+            q.bind(source.to_string())
+                .push(" AND source_id IN ")
+                .list(chunk.iter().cloned());
             for r in q.build().fetch_all(self.pool()).await? {
                 out.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
             }

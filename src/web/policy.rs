@@ -131,6 +131,19 @@ impl Policy {
         }
     }
 
+    /// The policy `[web]` configures, with its blocklist file read.
+    pub fn for_config(web: &crate::config::WebConfig) -> std::io::Result<Policy> {
+        let extra = match &web.password_blocklist_file {
+            Some(p) => Some(std::fs::read_to_string(p)?),
+            None => None,
+        };
+        Ok(Policy::new(
+            web.password_min_length,
+            web.pin_min_length,
+            extra.as_deref(),
+        ))
+    }
+
     /// The normalised password, or why it is refused.
     pub fn password(&self, pw: &str, owner: &Owner<'_>) -> Result<String, Problem> {
         let pw: String = pw.nfkc().collect();

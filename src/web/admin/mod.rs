@@ -283,6 +283,19 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl AdminApp {
+    /// Ends a session, and with it every idle or too old one.
+    async fn end_session(&self, token_hash: &str) {
+        let t = now();
+        let _ = self
+            .store
+            .session_end(
+                token_hash,
+                t - self.idle.as_secs() as i64,
+                t - self.max.as_secs() as i64,
+            )
+            .await;
+    }
+
     fn cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
         let age = max_age.map_or(String::new(), |a| format!("; Max-Age={a}"));
@@ -369,14 +382,7 @@ pub(crate) async fn session(
     let idle = t - row.last_seen > app.idle.as_secs() as i64;
     let old = t - row.created_at > app.max.as_secs() as i64;
     if idle || old {
-        let _ = app
-            .store
-            .session_end(
-                &hash,
-                t - app.idle.as_secs() as i64,
-                t - app.max.as_secs() as i64,
-            )
-            .await;
+        app.end_session(&hash).await;
         tracing::info!(admin = %row.admin, idle, "admin session ended");
         return Err(to_login(path, true));
     }
@@ -423,12 +429,10 @@ async fn login_form(
     axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(token) = cookie_value(&headers, SESSION_COOKIE) {
-        if let Ok(Some(_)) = app.store.session_get(&token_hash(token)).await {
-            if session(&app, &headers, "/admin").await.is_ok() {
-                return Redirect::to("/admin").into_response();
-            }
-        }
+    if cookie_value(&headers, SESSION_COOKIE).is_some()
+        && session(&app, &headers, "/admin").await.is_ok()
+    {
+        return Redirect::to("/admin").into_response();
     }
     let notice = match q.get("expired") {
         Some(_) => "Your session has ended. Log in again.",
@@ -571,15 +575,7 @@ async fn login(
     app.throttle.clear(ip, &shown_name);
     // A new session at every login; the one the browser had ends.
     if let Some(old) = cookie_value(&headers, SESSION_COOKIE) {
-        let t = now();
-        let _ = app
-            .store
-            .session_end(
-                &token_hash(old),
-                t - app.idle.as_secs() as i64,
-                t - app.max.as_secs() as i64,
-            )
-            .await;
+        app.end_session(&token_hash(old)).await;
     }
     let token = random_token();
     if let Err(e) = app
@@ -618,15 +614,7 @@ async fn logout(
     if let Some(r) = check_post(&app, &headers, &s, &form, false) {
         return r;
     }
-    let t = now();
-    let _ = app
-        .store
-        .session_end(
-            &s.token_hash,
-            t - app.idle.as_secs() as i64,
-            t - app.max.as_secs() as i64,
-        )
-        .await;
+    app.end_session(&s.token_hash).await;
     let _ = app
         .store
         .audit(&s.admin, &address(&peer), "logout", None, None)
