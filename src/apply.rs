@@ -17,7 +17,10 @@
 use crate::config::{DomainConfig, Limits};
 use crate::model::{Failed, Status, StopFlag, UserFields, UserKind};
 use crate::plan::{Action, ChangedField, Plan};
-use crate::store::{self, ActionRecord, NameTable, NewDevice, NewUser, Sql, Store, StoreError};
+use crate::store::{
+    self, ActionRecord, Backend, ChunkWrite, NameTable, NewDevice, NewUser, Sql, Store, StoreError,
+    UserUpdate, Written,
+};
 use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeSet;
@@ -347,15 +350,10 @@ struct Prepared<'a> {
     records: Vec<ActionRecord<'a>>,
 }
 
-fn prepare<'a>(
-    cx: &Ctx<'a>,
-    chunk: &[&'a Action],
-    user_ids: Vec<i64>,
-    link_ids: Vec<i64>,
-) -> Prepared<'a> {
+/// The chunk's new users, with the site's and domain's defaults resolved.
+fn new_users<'a>(cx: &Ctx<'a>, chunk: &[&'a Action]) -> Vec<NewUser<'a>> {
     let d = cx.d;
-    let backend = cx.store.engine();
-    let mut creates = Vec::with_capacity(user_ids.len());
+    let mut creates = Vec::new();
     for a in chunk {
         if let Action::Create {
             source_id,
@@ -391,6 +389,105 @@ fn prepare<'a>(
             });
         }
     }
+    creates
+}
+
+/// The chunk's actions on existing users, as rows to write (both engines),
+/// with the records of those actions; new users are filled in by the caller.
+fn existing<'a>(cx: &Ctx<'a>, revision: i64, chunk: &[&'a Action]) -> ChunkWrite<'a> {
+    let mut w = ChunkWrite {
+        domain_id: cx.domain_id,
+        revision,
+        realm: &cx.d.name,
+        run_id: cx.run_id,
+        ..ChunkWrite::default()
+    };
+    for a in chunk {
+        match a {
+            Action::Update {
+                user_id,
+                fields,
+                add_device,
+                source_id,
+                changes,
+                extension,
+                ..
+            }
+            | Action::Reenable {
+                user_id,
+                fields,
+                add_device,
+                source_id,
+                changes,
+                extension,
+                ..
+            } => {
+                w.updates.push(UserUpdate {
+                    id: *user_id,
+                    fields,
+                    activate: matches!(a, Action::Reenable { .. }),
+                });
+                let first_email = changes
+                    .iter()
+                    .any(|c| c.field == ChangedField::Emails && c.from.is_none() && c.to.is_some());
+                if first_email && fields.kind == UserKind::Person {
+                    w.first_emails.push(*user_id);
+                }
+                if let (true, Some(t)) = (*add_device, fields.device) {
+                    w.devices.push(NewDevice {
+                        user_id: *user_id,
+                        device_type: t,
+                        sip_username: extension.to_string(),
+                        force_login: fields.force_login,
+                    });
+                }
+                w.records.push(ActionRecord {
+                    user_id: Some(*user_id),
+                    source_id,
+                    action: a.name(),
+                    detail: serde_json::to_string(changes).ok(),
+                });
+            }
+            Action::Disable {
+                user_id,
+                source_id,
+                reason,
+                ..
+            } => {
+                w.disable.push(*user_id);
+                w.records.push(ActionRecord {
+                    user_id: Some(*user_id),
+                    source_id,
+                    action: "disable",
+                    detail: serde_json::to_string(reason).ok(),
+                });
+            }
+            Action::Delete {
+                user_id, source_id, ..
+            } => {
+                w.delete.push(*user_id);
+                w.records.push(ActionRecord {
+                    user_id: None,
+                    source_id,
+                    action: "delete",
+                    detail: None,
+                });
+            }
+            Action::Create { .. } | Action::Unchanged { .. } | Action::Conflict { .. } => {}
+        }
+    }
+    w
+}
+
+fn prepare<'a>(
+    cx: &Ctx<'a>,
+    chunk: &[&'a Action],
+    user_ids: Vec<i64>,
+    link_ids: Vec<i64>,
+) -> Prepared<'a> {
+    let d = cx.d;
+    let backend = cx.store.engine();
+    let creates = new_users(cx, chunk);
     let users = Store::insert_users(backend, cx.domain_id, &creates, &user_ids);
     let welcome: Vec<i64> = creates
         .iter()
@@ -434,7 +531,8 @@ fn prepare<'a>(
 
 /// Writes one chunk in one transaction. `prepared` is this chunk's rows if
 /// they were built ahead; `next` is the chunk after, whose rows are built
-/// (and returned) while this chunk's users go in.
+/// (and returned) while this chunk's users go in. PostgreSQL stores take
+/// the typed COPY path (`store::pg`), which builds nothing ahead.
 async fn write_chunk<'a>(
     cx: &Ctx<'a>,
     revision: i64,
@@ -443,94 +541,37 @@ async fn write_chunk<'a>(
     next: Option<&[&'a Action]>,
 ) -> Result<(Option<Prepared<'a>>, bool), ChunkError> {
     let (store, d, domain_id) = (cx.store, cx.d, cx.domain_id);
+    let mut w = existing(cx, revision, chunk);
+    if store.backend() == Backend::Postgres {
+        w.creates = new_users(cx, chunk)
+            .into_iter()
+            .map(|u| {
+                let welcome = wants_welcome(u.fields);
+                (u, welcome)
+            })
+            .collect();
+        return match store.write_chunk_pg(&w).await? {
+            Written::Done => Ok((None, false)),
+            Written::Changed(found) => Err(ChunkError::Changed(found)),
+        };
+    }
     let backend = store.engine();
     let mut tx = store.begin_write().await?;
     if !Store::bump_revision(&mut tx, domain_id, revision).await? {
         let found = store.find_domain(&d.name).await?.map_or(-1, |r| r.revision);
         return Err(ChunkError::Changed(found));
     }
-    let mut disable = Vec::new();
-    let mut delete = Vec::new();
-    let mut devices: Vec<NewDevice> = Vec::new();
-    let mut records: Vec<ActionRecord<'_>> = Vec::new();
-    let mut first_emails: Vec<i64> = Vec::new();
-    for a in chunk {
-        match a {
-            Action::Update {
-                user_id,
-                fields,
-                add_device,
-                source_id,
-                changes,
-                ..
-            }
-            | Action::Reenable {
-                user_id,
-                fields,
-                add_device,
-                source_id,
-                changes,
-                ..
-            } => {
-                let activate = matches!(a, Action::Reenable { .. });
-                Store::update_user(&mut tx, *user_id, fields, activate).await?;
-                let first_email = changes
-                    .iter()
-                    .any(|c| c.field == ChangedField::Emails && c.from.is_none() && c.to.is_some());
-                if first_email && fields.kind == UserKind::Person {
-                    first_emails.push(*user_id);
-                }
-                if *add_device {
-                    if let (
-                        Some(t),
-                        Action::Update { extension, .. } | Action::Reenable { extension, .. },
-                    ) = (fields.device, a)
-                    {
-                        devices.push(NewDevice {
-                            user_id: *user_id,
-                            device_type: t,
-                            sip_username: extension.to_string(),
-                            force_login: fields.force_login,
-                        });
-                    }
-                }
-                let detail = serde_json::to_string(changes).ok();
-                records.push(ActionRecord {
-                    user_id: Some(*user_id),
-                    source_id,
-                    action: a.name(),
-                    detail,
-                });
-            }
-            Action::Disable {
-                user_id,
-                source_id,
-                reason,
-                ..
-            } => {
-                disable.push(*user_id);
-                let detail = serde_json::to_string(reason).ok();
-                records.push(ActionRecord {
-                    user_id: Some(*user_id),
-                    source_id,
-                    action: "disable",
-                    detail,
-                });
-            }
-            Action::Delete {
-                user_id, source_id, ..
-            } => {
-                delete.push(*user_id);
-                records.push(ActionRecord {
-                    user_id: None,
-                    source_id,
-                    action: "delete",
-                    detail: None,
-                });
-            }
-            Action::Create { .. } | Action::Unchanged { .. } | Action::Conflict { .. } => {}
-        }
+    for u in &w.updates {
+        Store::update_user(&mut tx, u.id, u.fields, u.activate).await?;
     }
+    let ChunkWrite {
+        devices,
+        records,
+        first_emails,
+        disable,
+        delete,
+        ..
+    } = w;
     let (new_users, new_links) = counts(chunk);
     let (user_ids, next_user) = store::allocate_ids(&mut tx, "users", new_users).await?;
     let (link_ids, next_link) = store::allocate_ids(&mut tx, "welcome_links", new_links).await?;

@@ -18,6 +18,8 @@ mod domains;
 mod links;
 mod lock;
 mod outbox;
+mod pg;
+pub use pg::{ChunkWrite, UserUpdate, Written};
 mod held;
 pub use held::{HeldRow, NewHold};
 mod runs;
@@ -161,6 +163,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL: a typed pool for apply's bulk writes (`pg.rs`).
+    pg: Option<sqlx::PgPool>,
     /// The URL with any password replaced, for messages.
     shown: std::sync::Arc<str>,
     /// The SQLite database file (for the sync lock files beside it).
@@ -243,9 +247,20 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         drop(guard);
+        let pg =
+            match backend {
+                Backend::Postgres => Some(pg::bulk_pool(&url, cfg.timeout).map_err(|source| {
+                    StoreError::Connect {
+                        url: redact_url(&cfg.url),
+                        source,
+                    }
+                })?),
+                Backend::Sqlite => None,
+            };
         let store = Store {
             pool,
             backend,
+            pg,
             shown: redact_url(&cfg.url).into(),
             sqlite_file,
         };
@@ -276,6 +291,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
         self.pool.close().await;
     }
 

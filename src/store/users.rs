@@ -111,7 +111,7 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-fn join_emails(emails: &[Email]) -> String {
+pub(super) fn join_emails(emails: &[Email]) -> String {
     emails
         .iter()
         .map(Email::as_str)
@@ -119,7 +119,7 @@ fn join_emails(emails: &[Email]) -> String {
         .join("\n")
 }
 
-fn flag(b: bool) -> i64 {
+pub(super) fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
