@@ -432,6 +432,8 @@ async fn text_that_array_literals_must_escape_round_trips(b: Backend) {
         ("T3", "NULL", "Null"),
         ("T4", "Zoë 😀", "O'Brien-Łukasz"),
         ("T5", "Semi;colon", r#"\"x\""#),
+        // COPY's text format reads an unescaped \N as NULL.
+        ("T6", r"\N", r"\\N"),
     ];
     let mut csv = String::from("Employee ID,First Name,Last Name,Job Title\n");
     for (id, first, last) in names {
@@ -446,7 +448,7 @@ async fn text_that_array_literals_must_escape_round_trips(b: Backend) {
     let file = env.write("tricky.csv", csv.as_bytes());
     let (code, r) = env.import(&[&file]);
     assert_eq!(code, 0, "{r}");
-    assert_eq!(count(&r, "created"), 5, "{r}");
+    assert_eq!(count(&r, "created"), names.len() as u64, "{r}");
     let users = env.users();
     for (id, first, last) in names {
         let u = by_source_id(&users, id);
@@ -459,7 +461,7 @@ async fn text_that_array_literals_must_escape_round_trips(b: Backend) {
     let (code, r) = env.import(&[&file]);
     assert_eq!(
         (code, count(&r, "unchanged")),
-        (0, 5),
+        (0, names.len() as u64),
         "a re-run changes nothing: {r}"
     );
 }
