@@ -10,7 +10,8 @@
 //! side of devices (digest hashes, listing, secret rotation), `runs.rs` the
 //! run history, `outbox.rs` the mail queue and `links.rs` the welcome links,
 //! `lock.rs` the domain's sync lock, `domains.rs` domain rows and names,
-//! `sql.rs` the statement builder and id allocation.
+//! `sql.rs` the statement builder and id allocation, `pg.rs` apply's
+//! PostgreSQL write path (COPY and array statements on a typed pool).
 
 mod admin;
 mod devices;
