@@ -18,7 +18,7 @@ use crate::config::{DomainConfig, Limits};
 use crate::model::{Failed, Status, StopFlag, UserFields, UserKind};
 use crate::plan::{Action, ChangedField, Plan};
 use crate::store::{
-    self, ActionRecord, Backend, ChunkWrite, NameTable, NewDevice, NewUser, Sql, Store, StoreError,
+    self, ActionRecord, ChunkWrite, NameTable, NewDevice, NewUser, Sql, Store, StoreError,
     UserUpdate, Written,
 };
 use governor::{Quota, RateLimiter};
@@ -542,7 +542,7 @@ async fn write_chunk<'a>(
 ) -> Result<(Option<Prepared<'a>>, bool), ChunkError> {
     let (store, d, domain_id) = (cx.store, cx.d, cx.domain_id);
     let mut w = existing(cx, revision, chunk);
-    if store.backend() == Backend::Postgres {
+    if let Some(pg) = store.pg_writer() {
         w.creates = new_users(cx, chunk)
             .into_iter()
             .map(|u| {
@@ -550,7 +550,7 @@ async fn write_chunk<'a>(
                 (u, welcome)
             })
             .collect();
-        return match store.write_chunk_pg(&w).await? {
+        return match pg.write_chunk(&w).await? {
             Written::Done => Ok((None, false)),
             Written::Changed(found) => Err(ChunkError::Changed(found)),
         };

@@ -20,7 +20,7 @@ mod links;
 mod lock;
 mod outbox;
 mod pg;
-pub use pg::{ChunkWrite, UserUpdate, Written};
+pub use pg::{ChunkWrite, PgWriter, UserUpdate, Written};
 mod held;
 pub use held::{HeldRow, NewHold};
 mod runs;

@@ -91,6 +91,12 @@ pub enum Mark {
     Cancelled(String),
 }
 
+/// Users who still have to set up and never had a welcome link; callers
+/// append their own `AND u.id …` condition.
+pub(super) const FIRST_WELCOME_DUE: &str = "SELECT u.id FROM users u \
+     WHERE (u.portal_password_hash IS NULL OR u.voicemail_pin_hash IS NULL) \
+       AND NOT EXISTS (SELECT 1 FROM welcome_links l WHERE l.user_id = u.id)";
+
 /// A fresh Message-ID for a queued row.
 pub fn message_id(domain: &str) -> String {
     format!("<{}@{}>", super::users::sortable_secret(), domain)
@@ -182,14 +188,8 @@ impl Store {
         if user_ids.is_empty() {
             return Ok(());
         }
-        let mut q = Sql::new(
-            tx.backend_name(),
-            "SELECT u.id FROM users u
-              WHERE (u.portal_password_hash IS NULL OR u.voicemail_pin_hash IS NULL)
-                AND NOT EXISTS (SELECT 1 FROM welcome_links l WHERE l.user_id = u.id)
-                AND u.id IN ",
-        );
-        q.list(user_ids.iter().copied());
+        let mut q = Sql::new(tx.backend_name(), FIRST_WELCOME_DUE);
+        q.push(" AND u.id IN ").list(user_ids.iter().copied());
         let ids = id_column(&q.build().fetch_all(&mut **tx).await?)?;
         Store::queue_welcomes(tx, &ids, mail_domain).await
     }

@@ -16,7 +16,7 @@
 
 use super::users::{flag, join_emails, new_secret, sortable_secret};
 use super::{digest_hashes, ActionRecord, NewDevice, NewUser, Store, StoreError};
-use crate::model::UserFields;
+use crate::model::{Status, UserFields};
 use crate::time::now;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use std::time::Duration;
@@ -228,15 +228,23 @@ fn action_row(rows: &mut CopyText, run: i64, a: &ActionRecord<'_>) {
         .end_row();
 }
 
+/// Apply's writer on a PostgreSQL store ([`Store::pg_writer`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PgWriter<'a> {
+    pool: &'a PgPool,
+}
+
 impl Store {
-    /// Writes one chunk in one transaction (PostgreSQL stores only).
-    pub async fn write_chunk_pg(&self, w: &ChunkWrite<'_>) -> Result<Written, StoreError> {
-        let Some(pool) = &self.pg else {
-            return Err(StoreError::Corrupt(
-                "the PostgreSQL write path was asked of a SQLite store".into(),
-            ));
-        };
-        let mut tx = pool.begin().await?;
+    /// The typed write path, on a PostgreSQL store; `None` on SQLite.
+    pub fn pg_writer(&self) -> Option<PgWriter<'_>> {
+        self.pg.as_ref().map(|pool| PgWriter { pool })
+    }
+}
+
+impl PgWriter<'_> {
+    /// Writes one chunk in one transaction.
+    pub async fn write_chunk(&self, w: &ChunkWrite<'_>) -> Result<Written, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let bumped = sqlx::query(
             "UPDATE domains SET revision = revision + 1 WHERE id = $1 AND revision = $2",
         )
@@ -343,9 +351,9 @@ impl Store {
             .filter(|u| u.activate)
             .map(|u| u.id)
             .collect();
-        set_status(&mut tx, &activate, true, t).await?;
+        set_status(&mut tx, &activate, Status::Active, t).await?;
         first_welcomes(&mut tx, &w.first_emails, w.realm, t).await?;
-        set_status(&mut tx, &w.disable, false, t).await?;
+        set_status(&mut tx, &w.disable, Status::Disabled, t).await?;
         if !w.delete.is_empty() {
             sqlx::query("DELETE FROM users WHERE id = ANY($1)")
                 .bind(&w.delete)
@@ -444,31 +452,31 @@ async fn update_users(
     Ok(())
 }
 
-/// Re-enables (`active`) or disables users and their devices.
+/// Re-enables or disables users and their devices.
 async fn set_status(
     conn: &mut PgConnection,
     ids: &[i64],
-    active: bool,
+    status: Status,
     t: i64,
 ) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
-    let (status, disabled_at) = match active {
-        true => ("active", None),
-        false => ("disabled", Some(t)),
+    let (disabled_at, enabled) = match status {
+        Status::Active => (None, 1_i64),
+        Status::Disabled => (Some(t), 0_i64),
     };
     sqlx::query(
         "UPDATE users SET status = $1, disabled_at = $2, updated_at = $3 WHERE id = ANY($4)",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(disabled_at)
     .bind(t)
     .bind(ids)
     .execute(&mut *conn)
     .await?;
     sqlx::query("UPDATE devices SET enabled = $1 WHERE user_id = ANY($2)")
-        .bind(flag(active))
+        .bind(enabled)
         .bind(ids)
         .execute(&mut *conn)
         .await?;
@@ -486,16 +494,14 @@ async fn first_welcomes(
     if user_ids.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT u.id FROM users u
-          WHERE (u.portal_password_hash IS NULL OR u.voicemail_pin_hash IS NULL)
-            AND NOT EXISTS (SELECT 1 FROM welcome_links l WHERE l.user_id = u.id)
-            AND u.id = ANY($1)
-          ORDER BY u.id",
-    )
-    .bind(user_ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let sql = format!(
+        "{} AND u.id = ANY($1) ORDER BY u.id",
+        super::outbox::FIRST_WELCOME_DUE
+    );
+    let ids: Vec<i64> = sqlx::query_scalar(&sql)
+        .bind(user_ids)
+        .fetch_all(&mut *conn)
+        .await?;
     let (_, link_ids) = allocate(conn, 0, ids.len()).await?;
     let (mut links, mut outbox) = (CopyText::default(), CopyText::default());
     welcome_rows(
