@@ -229,42 +229,111 @@ pub fn map_record(
     })
 }
 
-/// Maps every record of one read. A requested extension that an earlier row
-/// of the same read already asked for refuses the later row.
-/// Takes the records by value: each is dropped once mapped, so its strings
-/// are reused for the specs instead of both living at once.
-pub fn map_all(
-    records: Vec<StaffRecord>,
-    domain: &DomainConfig,
-    rules: &[Rule],
-) -> (Vec<UserSpec>, Vec<RowError>) {
-    let mut specs = Vec::with_capacity(records.len());
-    let mut errors = Vec::new();
-    let mut first_row: std::collections::HashMap<Extension, Option<u64>> = Default::default();
-    for r in records {
+/// Maps the records of one read one at a time, as a source reads them, so
+/// a read never holds all its records and all their specs at once. A
+/// requested extension that an earlier record of the same read already
+/// asked for refuses the later record. Owns copies of the domain and the
+/// rules (a few hundred bytes) so a source can map on its reader thread.
+#[derive(Debug)]
+pub struct Mapper {
+    domain: DomainConfig,
+    rules: Vec<Rule>,
+    first_row: std::collections::HashMap<Extension, Option<u64>>,
+    specs: Vec<UserSpec>,
+    errors: Vec<RowError>,
+}
+
+impl Mapper {
+    pub fn new(domain: &DomainConfig, rules: &[Rule]) -> Self {
+        Mapper {
+            domain: domain.clone(),
+            rules: rules.to_vec(),
+            first_row: Default::default(),
+            specs: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Room for `n` more specs (a source that knows its size up front).
+    pub fn reserve(&mut self, n: usize) {
+        self.specs.reserve(n);
+    }
+
+    /// Maps one record: its spec is kept, or its row errors are.
+    pub fn push(&mut self, r: StaffRecord) {
         let origin = r.origin.clone();
-        match map_record(r, domain, rules) {
+        match map_record(r, &self.domain, &self.rules) {
             Ok(spec) => {
                 if let Some(ext) = &spec.requested_extension {
-                    if let Some(first) = first_row.get(ext) {
+                    if let Some(first) = self.first_row.get(ext) {
                         let at = first.map_or(String::new(), |row| format!(" on row {row}"));
-                        errors.push(RowError {
+                        self.errors.push(RowError {
                             file: spec.file.to_string(),
                             row: spec.row,
                             column: Some(origin.column(Field::Extension)),
                             message: format!("extension {ext} is already requested{at}"),
                             source_id: Some(spec.source_id),
                         });
-                        continue;
+                        return;
                     }
-                    first_row.insert(ext.clone(), spec.row);
+                    self.first_row.insert(ext.clone(), spec.row);
                 }
-                specs.push(spec);
+                self.specs.push(spec);
             }
-            Err(mut e) => errors.append(&mut e),
+            Err(mut e) => self.errors.append(&mut e),
         }
     }
-    (specs, errors)
+
+    /// Where the mapping stands, to [`Mapper::rollback`] to.
+    pub fn mark(&self) -> MapMark {
+        MapMark {
+            specs: self.specs.len(),
+            errors: self.errors.len(),
+        }
+    }
+
+    /// Forgets what was mapped since `mark` (a file refused whole after
+    /// some of its records were mapped): its specs, its refusals, and the
+    /// extensions its specs requested.
+    pub fn rollback(&mut self, mark: MapMark) {
+        let from = mark.specs.min(self.specs.len());
+        for spec in self.specs.drain(from..) {
+            // Only the first asker of an extension is kept as a spec, so
+            // each such spec is the one that put its extension here.
+            if let Some(ext) = spec.requested_extension {
+                self.first_row.remove(&ext);
+            }
+        }
+        self.errors.truncate(mark.errors);
+    }
+
+    /// The specs in the order their records came, and the refusals.
+    pub fn finish(self) -> (Vec<UserSpec>, Vec<RowError>) {
+        (self.specs, self.errors)
+    }
+}
+
+/// A point in a [`Mapper`]'s work (see [`Mapper::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MapMark {
+    specs: usize,
+    errors: usize,
+}
+
+/// Maps every record of one read (see [`Mapper`]). Takes the records by
+/// value: each is dropped once mapped, so its strings are reused for the
+/// specs instead of both living at once.
+pub fn map_all(
+    records: Vec<StaffRecord>,
+    domain: &DomainConfig,
+    rules: &[Rule],
+) -> (Vec<UserSpec>, Vec<RowError>) {
+    let mut m = Mapper::new(domain, rules);
+    m.reserve(records.len());
+    for r in records {
+        m.push(r);
+    }
+    m.finish()
 }
 
 #[cfg(test)]

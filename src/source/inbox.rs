@@ -42,7 +42,7 @@ pub struct ResultReport {
 #[derive(Debug, Clone)]
 pub struct ResultRow {
     pub row: u64,
-    pub cells: csv::StringRecord,
+    pub cells: super::csv::Cells,
     pub result: String,
     pub extension: Option<String>,
     pub message: Option<String>,

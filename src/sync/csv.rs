@@ -4,11 +4,12 @@
 //! moves from `processing/` to `archive/` or `failed/`.
 
 use super::{io, run_sync, Read, ReadFailure, RunOptions, SourceRun, SyncError};
-use crate::config::{Config, CsvSource, CsvSourceConfig, SyncMode};
-use crate::model::{Field, RowError};
+use crate::config::{Config, CsvSource, CsvSourceConfig, DomainConfig, Rule, SyncMode};
+use crate::mapping::Mapper;
+use crate::model::{Field, RowError, StaffRecord};
 use crate::plan::{Action, Plan};
 use crate::report::{FileReport, FileStatus, Outcome, RunReport};
-use crate::source::csv::{self as csvsrc, CsvFile, CsvOptions};
+use crate::source::csv::{self as csvsrc, CsvFile, CsvOptions, RecordSink};
 use crate::source::inbox::{self, Inbox, ResultReport, ResultRow};
 use crate::store::Store;
 use std::collections::HashMap;
@@ -30,6 +31,9 @@ struct CsvRun<'a> {
     mode: SyncMode,
     paths: Vec<PathBuf>,
     options: CsvOptions,
+    /// Records are mapped as they are read, on the reader's thread.
+    domain: std::sync::Arc<DomainConfig>,
+    rules: Vec<Rule>,
     parsed: Vec<Result<CsvFile, RowError>>,
     after: After<'a>,
 }
@@ -41,8 +45,9 @@ impl SourceRun for CsvRun<'_> {
         _opts: &RunOptions,
     ) -> Result<Result<Read, ReadFailure>, SyncError> {
         let (paths, options) = (self.paths.clone(), self.options.clone());
+        let mapper = Mapper::new(&self.domain, &self.rules);
         let (mut read, parsed) =
-            tokio::task::spawn_blocking(move || read_csv_files(&paths, &options))
+            tokio::task::spawn_blocking(move || read_csv_files(&paths, &options, mapper))
                 .await
                 .map_err(SyncError::Reader)?;
         // Every file refused whole: the run failed, it is no partial success.
@@ -170,6 +175,8 @@ pub async fn import_files(
         mode: src.source.mode,
         paths: paths.to_vec(),
         options: options(src.csv),
+        domain: src.source.domain.clone(),
+        rules: cfg.rules.clone(),
         parsed: Vec::new(),
         after: After::Import {
             reports: cfg.state_dir.join("reports"),
@@ -218,6 +225,8 @@ pub async fn process_inbox(
             mode: src.source.mode,
             paths: vec![c.path.clone()],
             options: options(csv),
+            domain: src.source.domain.clone(),
+            rules: cfg.rules.clone(),
             parsed: Vec::new(),
             after: After::Inbox {
                 inbox: &ib,
@@ -243,57 +252,85 @@ async fn settled_files(ib: &Inbox, csv: &CsvSourceConfig) -> Result<Vec<PathBuf>
     Ok(snap.settled())
 }
 
-/// Reads CSV files as one source read. A file refused whole leaves the read
-/// incomplete; an employee id repeated in a later file refuses that row.
+/// One file's records on their way to the mapper: an employee id an
+/// earlier file of the read already had refuses the row. Its ids and
+/// repeats count only if the file is read whole.
+struct FileSink<'a> {
+    name: &'a str,
+    files: &'a [String],
+    /// Employee id -> (index of its file in `files`, row).
+    seen: &'a HashMap<String, (usize, Option<u64>)>,
+    ids: Vec<(String, Option<u64>)>,
+    repeats: Vec<RowError>,
+    mapper: &'a mut Mapper,
+}
+
+impl RecordSink for FileSink<'_> {
+    fn expect(&mut self, rows: usize) {
+        self.mapper.reserve(rows);
+    }
+
+    fn record(&mut self, r: StaffRecord) {
+        if let Some((file, row)) = self.seen.get(&r.source_id) {
+            let file = self.files.get(*file).map_or("", String::as_str);
+            let at = row.map_or(String::new(), |row| format!(", row {row}"));
+            self.repeats.push(RowError {
+                file: self.name.to_string(),
+                row: r.origin.row,
+                column: Some(r.origin.column(Field::EmployeeId)),
+                message: format!(
+                    "employee id {} already appears in {file}{at}",
+                    crate::model::excerpt(&r.source_id)
+                ),
+                source_id: Some(r.source_id.clone()),
+            });
+            return;
+        }
+        self.ids.push((r.source_id.clone(), r.origin.row));
+        self.mapper.push(r);
+    }
+}
+
+/// Reads CSV files as one source read, mapping each record as it is read
+/// (into `read.specs`; the mapping's refusals follow the files' own in
+/// `read.errors`). A file refused whole leaves the read incomplete and
+/// nothing of it mapped; an employee id repeated in a later file refuses
+/// that row.
 pub fn read_csv_files(
     paths: &[PathBuf],
     opts: &CsvOptions,
+    mut mapper: Mapper,
 ) -> (Read, Vec<Result<CsvFile, RowError>>) {
     let mut read = Read {
         complete: true,
         ..Read::default()
     };
     let mut parsed = Vec::new();
-    // Employee id -> (index of its file in read.files, row).
     let mut seen: HashMap<String, (usize, Option<u64>)> = HashMap::new();
     for p in paths {
         let name = p.display().to_string();
         read.files.push(name.clone());
-        match csvsrc::read_file(p, opts) {
-            Ok(mut f) => {
+        let file_index = read.files.len() - 1;
+        let mark = mapper.mark();
+        let mut sink = FileSink {
+            name: &name,
+            files: &read.files,
+            seen: &seen,
+            ids: Vec::new(),
+            repeats: Vec::new(),
+            mapper: &mut mapper,
+        };
+        let result = csvsrc::read_file_each(p, opts, &mut sink);
+        let (ids, mut repeats) = (sink.ids, sink.repeats);
+        match result {
+            Ok(f) => {
                 read.errors.extend(f.errors.iter().cloned());
-                // The records go to the run; the file keeps its raw rows
-                // for the per-row result CSV.
-                let mut records = std::mem::take(&mut f.records);
-                let file_index = read.files.len() - 1;
-                records.retain(|r| {
-                    if let Some((file, row)) = seen.get(&r.source_id) {
-                        let file = read.files.get(*file).map_or("", String::as_str);
-                        let at = row.map_or(String::new(), |row| format!(", row {row}"));
-                        read.errors.push(RowError {
-                            file: name.clone(),
-                            row: r.origin.row,
-                            column: Some(r.origin.column(Field::EmployeeId)),
-                            message: format!(
-                                "employee id {} already appears in {file}{at}",
-                                crate::model::excerpt(&r.source_id)
-                            ),
-                            source_id: Some(r.source_id.clone()),
-                        });
-                        return false;
-                    }
-                    seen.insert(r.source_id.clone(), (file_index, r.origin.row));
-                    true
-                });
-                // The first file's array is taken as is, not copied.
-                if read.records.is_empty() {
-                    read.records = records;
-                } else {
-                    read.records.append(&mut records);
-                }
+                read.errors.append(&mut repeats);
+                seen.extend(ids.into_iter().map(|(id, row)| (id, (file_index, row))));
                 parsed.push(Ok(f));
             }
             Err(e) => {
+                mapper.rollback(mark);
                 read.complete = false;
                 let err = RowError {
                     file: name.clone(),
@@ -307,6 +344,9 @@ pub fn read_csv_files(
             }
         }
     }
+    let (specs, errors) = mapper.finish();
+    read.specs = specs;
+    read.errors.extend(errors);
     (read, parsed)
 }
 

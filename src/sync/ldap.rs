@@ -145,6 +145,7 @@ impl SourceRun for LdapRun<'_> {
             changed_only: !r.full,
             files: vec![r.location],
             notes,
+            ..Read::default()
         }))
     }
 

@@ -101,6 +101,9 @@ pub struct RunOptions {
 #[derive(Debug, Default)]
 pub struct Read {
     pub records: Vec<StaffRecord>,
+    /// Records the source mapped itself as it read them (CSV), so they were
+    /// never all held at once; they come before any mapped from `records`.
+    pub specs: Vec<UserSpec>,
     pub errors: Vec<RowError>,
     /// False when part of the source could not be read: nobody is disabled.
     pub complete: bool,
@@ -242,6 +245,11 @@ async fn read_and_load<K: SourceRun>(
         };
         let (specs, errors) = map_all(std::mem::take(&mut read.records), domain, &cfg.rules);
         read.errors.extend(errors);
+        // The source's own specs first, their array taken as is.
+        let specs = match std::mem::take(&mut read.specs) {
+            first if specs.is_empty() => first,
+            first => first.into_iter().chain(specs).collect(),
+        };
         Ok::<_, SyncError>(Ok((read, specs)))
     };
     let (mapped, stored) = tokio::join!(read_and_map, load);

@@ -37,6 +37,7 @@ impl SourceRun for ScimRun {
             changed_only: false,
             files: vec![self.location.clone()],
             notes: Vec::new(),
+            ..Read::default()
         }))
     }
 

@@ -9,6 +9,7 @@ crate::both_stores!(
     sample_import_creates_users_and_rerun_changes_nothing,
     refused_rows_name_file_row_and_column_and_good_rows_land,
     truncated_file_is_refused_whole,
+    truncated_file_beside_a_good_one_leaves_no_trace,
     leavers_are_disabled_thresholds_refuse_and_empty_files_disable_no_one,
     reviewed_plan_applies_exactly_or_not_at_all,
     extension_changes_and_foreign_users_are_conflicts,
@@ -194,6 +195,35 @@ async fn truncated_file_is_refused_whole(b: Backend) {
     );
     assert!(r["errors"][0]["row"].is_null() || r["errors"][0]["row"].as_u64().is_some());
     assert!(env.users().is_empty());
+}
+
+/// Records are mapped as they are read, before a file can turn out to be
+/// truncated: what such a file's rows claimed (an employee id, a requested
+/// extension) must be forgotten, or the good file beside it is refused.
+async fn truncated_file_beside_a_good_one_leaves_no_trace(b: Backend) {
+    let env = Env::new(b, LIMITS_OPEN).await;
+    let cut = env.write(
+        "cut.csv",
+        b"Employee ID,First Name,Last Name,Email,Extension,Job Title\nE1,Ann,A,ann@acme.example,2001,Boss\nE9,Bob,B,bob@acme.example,2002,\"Head of",
+    );
+    let good = env.write(
+        "good.csv",
+        b"Employee ID,First Name,Last Name,Email,Extension\nE1,Ann,A,ann@acme.example,2001\nE2,Cy,C,cy@acme.example,2002\n",
+    );
+    let (_, r) = env.import(&[&cut, &good]);
+    assert_eq!(count(&r, "created"), 2, "{r}");
+    let errors = r["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "only the truncated file is refused: {r}");
+    assert!(
+        errors[0]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("cut.csv")),
+        "{r}"
+    );
+    let users = env.users();
+    assert_eq!(users.len(), 2);
+    assert_eq!(by_source_id(&users, "E1")["extension"], "2001");
+    assert_eq!(by_source_id(&users, "E2")["extension"], "2002");
 }
 
 async fn leavers_are_disabled_thresholds_refuse_and_empty_files_disable_no_one(b: Backend) {

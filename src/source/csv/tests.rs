@@ -202,3 +202,21 @@ fn device_type_and_force_login_columns() {
         "{msgs:?}"
     );
 }
+
+#[test]
+fn packed_cells_give_back_every_cell_as_read() {
+    let rows: [&[&str]; 4] = [
+        &["E1", "", "Zoë \"Z\" Ünal", "a,b", ""],
+        &[""],
+        &[],
+        &["only"],
+    ];
+    for cells in rows {
+        let record = csv::StringRecord::from(cells.to_vec());
+        let packed = Cells::from(&record);
+        assert_eq!(packed.len(), cells.len());
+        assert_eq!(packed.is_empty(), cells.is_empty());
+        assert_eq!(packed.iter().collect::<Vec<_>>(), cells);
+        assert_eq!(cells.iter().copied().collect::<Cells>(), packed);
+    }
+}

@@ -58,7 +58,7 @@ fn claim_then_finish_moves_the_file_beside_its_report() {
         header: vec!["Employee ID".into(), "First Name".into()],
         rows: vec![ResultRow {
             row: 2,
-            cells: csv::StringRecord::from(vec!["E1", "=HYPERLINK(\"x\")"]),
+            cells: ["E1", "=HYPERLINK(\"x\")"].into_iter().collect(),
             result: "error".into(),
             extension: None,
             message: Some("-2 @SUM +1".into()),
