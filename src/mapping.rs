@@ -43,7 +43,9 @@ pub struct UserSpec {
     /// Spreadsheet row (CSV) for reports; `None` for directory entries.
     pub row: Option<u64>,
     pub file: std::sync::Arc<str>,
-    pub fields: UserFields,
+    /// Boxed: planning drops or moves each spec's fields as it goes, so
+    /// they are freed one by one rather than with the whole array.
+    pub fields: Box<UserFields>,
     pub requested_extension: Option<Extension>,
     pub active: bool,
 }
@@ -210,7 +212,7 @@ pub fn map_record(
         source_id: r.source_id,
         row: r.origin.row,
         file: r.origin.location,
-        fields: UserFields {
+        fields: Box::new(UserFields {
             first_name: r.first_name.unwrap_or_default(),
             last_name: r.last_name,
             emails,
@@ -223,7 +225,7 @@ pub fn map_record(
             voicemail,
             device,
             force_login,
-        },
+        }),
         requested_extension,
         active: r.status == SourceStatus::Active,
     })

@@ -139,6 +139,20 @@ impl Action {
         }
     }
 
+    /// The source row the action came from (none for a user the source no
+    /// longer has).
+    pub fn at(&self) -> Option<&RowRef> {
+        match self {
+            Action::Create { at, .. }
+            | Action::Update { at, .. }
+            | Action::Reenable { at, .. }
+            | Action::Unchanged { at, .. }
+            | Action::Conflict { at, .. } => Some(at),
+            Action::Disable { at, .. } => at.as_ref(),
+            Action::Delete { .. } => None,
+        }
+    }
+
     /// Whether applying the action writes to the store.
     pub fn writes(&self) -> bool {
         !matches!(self, Action::Unchanged { .. } | Action::Conflict { .. })
@@ -254,7 +268,7 @@ pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
                     source_id: sid,
                     at,
                     extension,
-                    fields: Box::new(spec.fields),
+                    fields: spec.fields,
                     note,
                 });
             }

@@ -52,7 +52,7 @@ fn spec(id: &str) -> UserSpec {
         source_id: id.into(),
         row: Some(2),
         file: "f.csv".into(),
-        fields: fields(id),
+        fields: Box::new(fields(id)),
         requested_extension: None,
         active: true,
     }

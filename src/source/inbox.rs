@@ -31,12 +31,24 @@ pub enum Destination {
     Failed,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct ResultReport {
+/// A file's per-row report. The rows are produced as they are written, so
+/// a large file's results are never all in memory at once.
+pub struct ResultReport<'a> {
     pub header: Vec<String>,
-    pub rows: Vec<ResultRow>,
+    pub rows: Box<dyn Iterator<Item = ResultRow> + Send + 'a>,
     /// Set when the file (or its run) was refused whole.
     pub file_message: Option<String>,
+}
+
+impl ResultReport<'_> {
+    /// The report of a file refused whole: its message, no rows.
+    pub fn whole_file(message: Option<String>) -> Self {
+        ResultReport {
+            header: Vec::new(),
+            rows: Box::new(std::iter::empty()),
+            file_message: message,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -195,7 +207,7 @@ impl Claimed {
         self,
         inbox: &Inbox,
         to: Destination,
-        report: &ResultReport,
+        report: ResultReport<'_>,
     ) -> std::io::Result<(PathBuf, PathBuf)> {
         let dir = match to {
             Destination::Archive => &inbox.archive,
@@ -226,7 +238,7 @@ pub fn safe_cell(s: &str) -> String {
 }
 
 /// Writes the per-row report (UTF-8 with BOM, CRLF) via a temp file and rename.
-pub fn write_result_csv(path: &Path, report: &ResultReport) -> std::io::Result<()> {
+pub fn write_result_csv(path: &Path, report: ResultReport<'_>) -> std::io::Result<()> {
     let tmp = path.with_extension("csv.tmp");
     let mut file = std::fs::File::create(&tmp)?;
     std::io::Write::write_all(&mut file, b"\xEF\xBB\xBF")?;
@@ -244,14 +256,14 @@ pub fn write_result_csv(path: &Path, report: &ResultReport) -> std::io::Result<(
         rec.extend(["refused".to_string(), String::new(), msg.clone()]);
         w.write_record(rec.iter().map(|c| safe_cell(c)))?;
     }
-    for r in &report.rows {
+    for r in report.rows {
         let mut rec = vec![r.row.to_string()];
         rec.extend(r.cells.iter().map(str::to_string));
         rec.resize(1 + pad.max(r.cells.len()), String::new());
         rec.extend([
-            r.result.clone(),
-            r.extension.clone().unwrap_or_default(),
-            r.message.clone().unwrap_or_default(),
+            r.result,
+            r.extension.unwrap_or_default(),
+            r.message.unwrap_or_default(),
         ]);
         w.write_record(rec.iter().map(|c| safe_cell(c)))?;
     }

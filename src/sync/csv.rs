@@ -104,7 +104,7 @@ impl SourceRun for CsvRun<'_> {
                         false => FileStatus::Refused,
                     };
                     let result = result_report(file, plan, report);
-                    inbox::write_result_csv(&out, &result).map_err(io(&out))?;
+                    inbox::write_result_csv(&out, result).map_err(io(&out))?;
                     report.files.push(FileReport {
                         file: path.display().to_string(),
                         status,
@@ -134,7 +134,7 @@ impl SourceRun for CsvRun<'_> {
                 let processing = claimed.path.display().to_string();
                 let original_name = claimed.original_name.clone();
                 let (moved, result_csv) = claimed
-                    .finish(inbox, to, &result)
+                    .finish(inbox, to, result)
                     .map_err(io(&inbox.root_inbox))?;
                 // Errors name the file where it is now, not where it was read.
                 let now_at = moved.display().to_string();
@@ -353,83 +353,63 @@ pub fn read_csv_files(
 /// What one row of the result CSV says: result, extension, message.
 type RowResult = (String, Option<String>, Option<String>);
 
-/// Per-row results for one file: what happened to each row and why.
-fn result_report(
+/// What the result CSV says of an action's row.
+fn row_result(a: &Action, applied: bool) -> RowResult {
+    let (ext, msg) = match a {
+        Action::Create {
+            extension, note, ..
+        } => (Some(extension.to_string()), note.clone()),
+        Action::Update {
+            extension, changes, ..
+        }
+        | Action::Reenable {
+            extension, changes, ..
+        } => {
+            let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+            (
+                Some(extension.to_string()),
+                (!fields.is_empty()).then(|| format!("changed: {}", fields.join(", "))),
+            )
+        }
+        Action::Disable { extension, .. } => (Some(extension.to_string()), None),
+        Action::Unchanged {
+            extension, note, ..
+        } => (extension.as_ref().map(ToString::to_string), note.clone()),
+        Action::Conflict { reason, .. } => (None, Some(reason.clone())),
+        Action::Delete { .. } => (None, None),
+    };
+    let result = if a.writes() && !applied {
+        format!("not applied ({})", a.name())
+    } else {
+        a.name().to_string()
+    };
+    (result, ext, msg)
+}
+
+/// Per-row results for one file: what happened to each row and why. The
+/// rows are made as the result CSV is written, from the plan's actions
+/// found by row, so the results of a large file are never all held.
+fn result_report<'p>(
     file: Result<CsvFile, RowError>,
-    plan: Option<&Plan>,
+    plan: Option<&'p Plan>,
     report: &RunReport,
-) -> ResultReport {
+) -> ResultReport<'p> {
     let (f, plan) = match (file, plan) {
         (Ok(f), Some(plan)) => (f, plan),
-        (Err(e), _) => {
-            return ResultReport {
-                header: Vec::new(),
-                rows: Vec::new(),
-                file_message: Some(e.message),
-            }
-        }
+        (Err(e), _) => return ResultReport::whole_file(Some(e.message)),
         (Ok(_), None) => {
-            return ResultReport {
-                header: Vec::new(),
-                rows: Vec::new(),
-                file_message: report.errors.first().map(|e| e.message.clone()),
-            }
+            return ResultReport::whole_file(report.errors.first().map(|e| e.message.clone()))
         }
     };
     let applied = !report.dry_run && report.outcome != Outcome::Refused;
-    let mut by_row: HashMap<u64, RowResult> = HashMap::new();
+    let mut by_row: HashMap<u64, &Action> = HashMap::with_capacity(f.rows.len());
     for a in &plan.actions {
-        let (at, ext, msg) = match a {
-            Action::Create {
-                at,
-                extension,
-                note,
-                ..
-            } => (Some(at), Some(extension.to_string()), note.clone()),
-            Action::Update {
-                at,
-                extension,
-                changes,
-                ..
-            }
-            | Action::Reenable {
-                at,
-                extension,
-                changes,
-                ..
-            } => {
-                let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
-                (
-                    Some(at),
-                    Some(extension.to_string()),
-                    (!fields.is_empty()).then(|| format!("changed: {}", fields.join(", "))),
-                )
-            }
-            Action::Disable { at, extension, .. } => {
-                (at.as_ref(), Some(extension.to_string()), None)
-            }
-            Action::Unchanged {
-                at,
-                extension,
-                note,
-                ..
-            } => (
-                Some(at),
-                extension.as_ref().map(ToString::to_string),
-                note.clone(),
-            ),
-            Action::Conflict { at, reason, .. } => (Some(at), None, Some(reason.clone())),
-            Action::Delete { .. } => (None, None, None),
-        };
-        if let Some(at) = at.filter(|at| *at.file == *f.path) {
-            if let Some(row) = at.row {
-                let result = if a.writes() && !applied {
-                    format!("not applied ({})", a.name())
-                } else {
-                    a.name().to_string()
-                };
-                by_row.insert(row, (result, ext, msg));
-            }
+        if let Some(row) = a
+            .at()
+            .filter(|at| *at.file == *f.path)
+            .and_then(|at| at.row)
+        {
+            by_row.insert(row, a);
         }
     }
     let mut errors: HashMap<u64, Vec<String>> = HashMap::new();
@@ -442,36 +422,33 @@ fn result_report(
             errors.entry(row).or_default().push(msg);
         }
     }
-    let rows = f
-        .rows
-        .into_iter()
-        .map(|r| {
-            // A row's errors are its own (refused by the source, by mapping,
-            // or its write failed): the kept row of a repeated employee id
-            // is not one of them.
-            let (result, extension, message) = match errors.remove(&r.row) {
-                Some(msgs) => ("error".to_string(), None, Some(msgs.join("; "))),
-                None => by_row
-                    .remove(&r.row)
-                    .unwrap_or_else(|| ("skipped".into(), None, None)),
-            };
-            ResultRow {
-                row: r.row,
-                cells: r.cells,
-                result,
-                extension,
-                message,
-            }
-        })
-        .collect();
     let file_message = report
         .refused
         .as_ref()
         .filter(|_| !applied && !report.dry_run)
         .map(|why| format!("run refused, nothing applied: {why}"));
+    let rows = f.rows.into_iter().map(move |r| {
+        // A row's errors are its own (refused by the source, by mapping,
+        // or its write failed): the kept row of a repeated employee id
+        // is not one of them.
+        let (result, extension, message) = match errors.remove(&r.row) {
+            Some(msgs) => ("error".to_string(), None, Some(msgs.join("; "))),
+            None => by_row.get(&r.row).map_or_else(
+                || ("skipped".into(), None, None),
+                |a| row_result(a, applied),
+            ),
+        };
+        ResultRow {
+            row: r.row,
+            cells: r.cells,
+            result,
+            extension,
+            message,
+        }
+    });
     ResultReport {
         header: f.header,
-        rows,
+        rows: Box::new(rows),
         file_message,
     }
 }

@@ -177,6 +177,9 @@ pub async fn run_sync<K: SourceRun + Send>(
         );
         // Plan.
         let plan = plan(cfg, source, read, specs, &stored);
+        // Apply works from the plan alone: the store's users are not held
+        // through it.
+        drop(stored);
         if let Some(path) = &opts.plan_out {
             write_plan(path, &plan)?;
         }

@@ -56,17 +56,17 @@ fn claim_then_finish_moves_the_file_beside_its_report() {
     );
     let report = ResultReport {
         header: vec!["Employee ID".into(), "First Name".into()],
-        rows: vec![ResultRow {
+        rows: Box::new(std::iter::once(ResultRow {
             row: 2,
             cells: ["E1", "=HYPERLINK(\"x\")"].into_iter().collect(),
             result: "error".into(),
             extension: None,
             message: Some("-2 @SUM +1".into()),
-        }],
+        })),
         file_message: None,
     };
     let (moved, result) = c
-        .finish(&ib, Destination::Archive, &report)
+        .finish(&ib, Destination::Archive, report)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(moved.starts_with(&ib.archive) && moved.exists());
     let bytes = std::fs::read(&result).unwrap_or_default();
