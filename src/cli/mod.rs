@@ -379,8 +379,9 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                     ),
                     SourceKind::Ldap(l) => {
                         let t = std::time::Instant::now();
-                        match crate::source::ldap::read_directory(l, None).await {
-                            Ok(r) => {
+                        let records: Vec<crate::model::StaffRecord> = Vec::new();
+                        match crate::source::ldap::read_directory(l, None, records).await {
+                            Ok((r, records)) => {
                                 let narrowed = match &l.group {
                                     Some(g) if r.returned != r.entries => format!(
                                         " ({} returned, {} of them not in {g})",
@@ -397,7 +398,7 @@ async fn dispatch(cmd: Command, cfg: &Config) -> anyhow::Result<i32> {
                                     r.server,
                                     r.entries,
                                     l.base_dn,
-                                    r.records.len(),
+                                    records.len(),
                                     r.errors.len(),
                                     t.elapsed().as_secs_f64()
                                 );

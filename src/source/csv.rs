@@ -7,6 +7,7 @@
 //! header cannot be mapped, or that is truncated mid-record, is refused whole
 //! (`CsvError`); other problems refuse only their row (`CsvFile::errors`).
 
+use super::RecordSink;
 use crate::model::{excerpt, fold, Field, Origin, RowError, SourceStatus, StaffRecord};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -138,23 +139,6 @@ fn aliases(field: Field) -> &'static [&'static str] {
         Field::Voicemail => &["Voicemail"],
         Field::Device => &["Device", "Phone Device", "Device Type"],
         Field::ForceLogin => &["Force Login"],
-    }
-}
-
-/// Where a parse hands its records, as it reads them.
-pub trait RecordSink {
-    /// The file has at most `rows` data rows (known once it is decoded).
-    fn expect(&mut self, rows: usize);
-    fn record(&mut self, r: StaffRecord);
-}
-
-impl RecordSink for Vec<StaffRecord> {
-    fn expect(&mut self, rows: usize) {
-        self.reserve(rows);
-    }
-
-    fn record(&mut self, r: StaffRecord) {
-        self.push(r);
     }
 }
 

@@ -4,8 +4,9 @@
 //! back is either a complete read or an error: a partial directory read never
 //! reaches the planner, so it can never disable anyone.
 
+use super::RecordSink;
 use crate::config::{LdapProfile, LdapSourceConfig, LdapTls};
-use crate::model::{Origin, RowError, StaffRecord};
+use crate::model::{Origin, RowError};
 use crate::source::ldap_entry::{self as le, Entry, GroupGraph, Since};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
@@ -47,9 +48,8 @@ pub enum LdapError {
     ReaderStopped,
 }
 
-/// A complete read of one LDAP source.
+/// A complete read of one LDAP source (its records went to the sink).
 pub struct LdapRead {
-    pub records: Vec<StaffRecord>,
     pub errors: Vec<RowError>,
     /// The server that answered (its URL).
     pub server: String,
@@ -78,11 +78,14 @@ pub struct LdapRead {
 /// one thread: entries are not handed from thread to thread (a wake-up and a
 /// cross-thread free each), and the rest of the daemon's runtime stays free.
 /// A 100k-entry read took 1.9 s spread over three threads, 1.6 s on one.
-/// Dropping the returned future stops the read.
-pub async fn read_directory(
+/// Each record goes to `sink` as its entry arrives (a run maps it there and
+/// then), and the sink comes back with the read. Dropping the returned
+/// future stops the read.
+pub async fn read_directory<S: RecordSink + Send + 'static>(
     c: &LdapSourceConfig,
     since: Option<&Since>,
-) -> Result<LdapRead, LdapError> {
+    mut sink: S,
+) -> Result<(LdapRead, S), LdapError> {
     let (c, since) = (c.clone(), since.cloned());
     let (mut tx, rx) = tokio::sync::oneshot::channel();
     let span = tracing::Span::current();
@@ -101,7 +104,7 @@ pub async fn read_directory(
                     return;
                 }
             };
-            let read = read_here(&c, since.as_ref()).instrument(span);
+            let read = read_here(&c, since.as_ref(), &mut sink).instrument(span);
             let done = runtime.block_on(async {
                 tokio::select! {
                     r = read => Some(r),
@@ -109,16 +112,20 @@ pub async fn read_directory(
                 }
             });
             if let Some(r) = done {
-                let _ = tx.send(r);
+                let _ = tx.send(r.map(|r| (r, sink)));
             }
         })
         .map_err(LdapError::Reader)?;
     rx.await.unwrap_or(Err(LdapError::ReaderStopped))
 }
 
-async fn read_here(c: &LdapSourceConfig, since: Option<&Since>) -> Result<LdapRead, LdapError> {
+async fn read_here(
+    c: &LdapSourceConfig,
+    since: Option<&Since>,
+    sink: &mut impl RecordSink,
+) -> Result<LdapRead, LdapError> {
     let (mut ldap, server) = connect_any(c).await?;
-    let result = read_on(&mut ldap, &server, c, since).await;
+    let result = read_on(&mut ldap, &server, c, since, sink).await;
     // Best effort: the connection is dropped either way.
     let _ = tokio::time::timeout(Duration::from_secs(2), ldap.unbind()).await;
     result
@@ -263,6 +270,7 @@ async fn read_on(
     server: &str,
     c: &LdapSourceConfig,
     since: Option<&Since>,
+    sink: &mut impl RecordSink,
 ) -> Result<LdapRead, LdapError> {
     let fail = |what: &'static str| {
         move |source: SearchError| LdapError::Search {
@@ -342,7 +350,7 @@ async fn read_on(
         row: None,
         columns: Arc::new(le::columns(c)),
     };
-    let mut records = Vec::new();
+    let mut records = 0usize;
     let mut errors = Vec::new();
     let mut newest: Option<(i64, String)> = None;
     let attrs = le::wanted_attrs(c);
@@ -360,7 +368,10 @@ async fn read_on(
             }
         }
         match le::to_record(c, &origin, &e, disabled.contains(&e.norm), graph.as_ref()) {
-            Ok(r) => records.push(r),
+            Ok(r) => {
+                records += 1;
+                sink.record(r);
+            }
             Err(err) => errors.push(err),
         }
     })
@@ -370,9 +381,8 @@ async fn read_on(
         marker = newest.map(|(_, s)| s);
     }
     Ok(LdapRead {
-        entries: records.len() + errors.len(),
+        entries: records + errors.len(),
         returned,
-        records,
         errors,
         server: server.to_string(),
         identity,

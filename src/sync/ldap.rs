@@ -8,7 +8,8 @@
 //! failed, a timeout) is recorded as a failed run and changes nothing.
 
 use super::{run_sync, Read, ReadFailure, RunOptions, SourceRun, SyncError};
-use crate::config::{Config, LdapProfile, LdapSource, LdapSourceConfig};
+use crate::config::{Config, LdapProfile, LdapSource, LdapSourceConfig, Rule};
+use crate::mapping::Mapper;
 use crate::plan::Plan;
 use crate::report::{Outcome, RunReport};
 use crate::source::ldap::{self, LdapError};
@@ -53,6 +54,7 @@ pub async fn sync_ldap(
 ) -> Result<RunReport, SyncError> {
     let run = LdapRun {
         src,
+        rules: cfg.rules.clone(),
         force_full,
         done: None,
     };
@@ -61,6 +63,8 @@ pub async fn sync_ldap(
 
 struct LdapRun<'a> {
     src: LdapSource<'a>,
+    /// Entries are mapped as they arrive, on the reader's thread.
+    rules: Vec<Rule>,
     force_full: bool,
     /// What to remember once the run applied: full read?, where it left
     /// off, and the entry count of a full read.
@@ -80,9 +84,10 @@ impl SourceRun for LdapRun<'_> {
             false => next_read(l, &state, now()),
         };
         let t = std::time::Instant::now();
-        let read = ldap::read_directory(l, since.as_ref()).await;
-        tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase read");
-        let r = match read {
+        let mapper = Mapper::new(&self.src.source.domain, &self.rules);
+        let read = ldap::read_directory(l, since.as_ref(), mapper).await;
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase read and map");
+        let (r, mapper) = match read {
             Ok(r) => r,
             Err(e) => return Ok(Err(failure(l, &e))),
         };
@@ -138,9 +143,13 @@ impl SourceRun for LdapRun<'_> {
             server: Some(r.identity.clone()),
         };
         self.done = Some((r.full, mark, r.entries as i64));
+        // The entries' own refusals first, then the mapping's.
+        let (specs, mapped_errors) = mapper.finish();
+        let mut errors = r.errors;
+        errors.extend(mapped_errors);
         Ok(Ok(Read {
-            records: r.records,
-            errors: r.errors,
+            specs,
+            errors,
             complete: unidentified == 0,
             changed_only: !r.full,
             files: vec![r.location],
