@@ -9,7 +9,8 @@ on a free loopback port, then times, REPS times each (default 5):
                full (same paged search, page size 1000) and counts entries
   - sync:      pbx-onboard sync --full into an empty SQLite store:
                read + map + plan + apply (users and devices)
-and reports medians and ratios. Whole processes are timed on both sides.
+and reports medians, ratios and the sync's peak RSS (wait4). Whole
+processes are timed on both sides.
 
 Usage: python3 benches/ldap_bench.py [--rows N] [--reps R] [--keep DIR] [--bin PATH ...]
 (several --bin: each repetition times each binary in turn, for before/after)
@@ -116,12 +117,19 @@ def free_port():
 
 
 def timed(cmd, cwd, out=subprocess.DEVNULL):
+    """Runs cmd; (seconds, its stdout, its peak RSS in MiB from wait4)."""
     start = time.perf_counter()
-    p = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.PIPE, text=True)
-    elapsed = time.perf_counter() - start
-    if p.returncode != 0:
-        sys.exit(f"{cmd[0]} failed ({p.returncode}): {p.stderr}")
-    return elapsed, p.stdout
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
+        stdout = p.stdout.read().decode(errors="replace") if p.stdout else None
+        _, status, ru = os.wait4(p.pid, 0)
+        elapsed = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        p.returncode = code  # reaped here: keep Popen from waiting again
+        if code != 0:
+            err.seek(0)
+            sys.exit(f"{cmd[0]} failed ({code}): {err.read().decode(errors='replace')[-3000:]}")
+    return elapsed, stdout, ru.ru_maxrss / 1024.0
 
 
 def main():
@@ -164,12 +172,12 @@ def main():
         search = ["ldapsearch", "-x", "-LLL", "-H", url, "-D", SVC, "-w", SVC_PW, "-b", BASE,
                   "-E", "pr=1000/noprompt", FILTER] + ATTRS
         ref = []
-        runs = {b: {"read": [], "sync": []} for b in bins}
+        runs = {b: {"read": [], "sync": [], "rss": []} for b in bins}
         for rep in range(a.reps):
             d = os.path.join(work, f"rep{rep}")
             shutil.rmtree(d, ignore_errors=True)
             os.makedirs(d)
-            t, _ = timed(search, d)
+            t, _, _ = timed(search, d)
             ref.append(t)
             line = f"  rep {rep + 1}: ldapsearch {ref[-1]:.3f}s"
             for i, b in enumerate(bins):
@@ -178,13 +186,15 @@ def main():
                 cfg = os.path.join(bd, "pbx.toml")
                 with open(cfg, "w") as f:
                     f.write(CONFIG.format(port=port, svc=SVC, pwfile=pwfile, base=BASE))
-                t, out = timed([b, "--config", cfg, "check-config"], bd, subprocess.PIPE)
+                t, out, _ = timed([b, "--config", cfg, "check-config"], bd, subprocess.PIPE)
                 if f"{a.rows} entries match" not in out:
                     sys.exit(f"check-config did not read {a.rows} entries:\n{out}")
                 runs[b]["read"].append(t)
-                t, _ = timed([b, "--config", cfg, "sync", "--full", "--format", "json", "--no-mail"], bd)
+                t, _, rss = timed([b, "--config", cfg, "sync", "--full", "--format", "json", "--no-mail"], bd)
                 runs[b]["sync"].append(t)
-                line += f"  [{i}] read {runs[b]['read'][-1]:.3f}s read+plan+apply {runs[b]['sync'][-1]:.3f}s"
+                runs[b]["rss"].append(rss)
+                line += (f"  [{i}] read {runs[b]['read'][-1]:.3f}s read+plan+apply {runs[b]['sync'][-1]:.3f}s"
+                         f" ({rss:.0f} MiB)")
             print(line)
         for i in range(len(bins)):
             out = subprocess.run(["sqlite3", os.path.join(work, f"rep{a.reps - 1}", f"bin{i}", "store.db"),
@@ -202,6 +212,7 @@ def main():
         print(f"[{i}] {b}")
         print(f"  median pbx-onboard read        : {m_read:.3f} s  = {m_read / m_ref:.2f}x ldapsearch")
         print(f"  median read + plan + apply     : {m_sync:.3f} s  = {m_sync / m_ref:.2f}x ldapsearch")
+        print(f"  median peak RSS of the sync    : {statistics.median(runs[b]['rss']):.0f} MiB")
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
 
