@@ -234,11 +234,11 @@ pub fn map_record(
 /// Maps the records of one read one at a time, as a source reads them, so
 /// a read never holds all its records and all their specs at once. A
 /// requested extension that an earlier record of the same read already
-/// asked for refuses the later record. Owns copies of the domain and the
-/// rules (a few hundred bytes) so a source can map on its reader thread.
+/// asked for refuses the later record. Shares the domain and owns a copy of
+/// the rules, so a source can map on its reader thread.
 #[derive(Debug)]
 pub struct Mapper {
-    domain: DomainConfig,
+    domain: std::sync::Arc<DomainConfig>,
     rules: Vec<Rule>,
     first_row: std::collections::HashMap<Extension, Option<u64>>,
     specs: Vec<UserSpec>,
@@ -246,9 +246,9 @@ pub struct Mapper {
 }
 
 impl Mapper {
-    pub fn new(domain: &DomainConfig, rules: &[Rule]) -> Self {
+    pub fn new(domain: std::sync::Arc<DomainConfig>, rules: &[Rule]) -> Self {
         Mapper {
-            domain: domain.clone(),
+            domain,
             rules: rules.to_vec(),
             first_row: Default::default(),
             specs: Vec::new(),
@@ -258,7 +258,8 @@ impl Mapper {
 
     /// Room for `n` more specs (a source that knows its size up front).
     pub fn reserve(&mut self, n: usize) {
-        self.specs.reserve(n);
+        // Exact: a second, small file must not double a large first one.
+        self.specs.reserve_exact(n);
     }
 
     /// Maps one record: its spec is kept, or its row errors are.
@@ -310,7 +311,9 @@ impl Mapper {
     }
 
     /// The specs in the order their records came, and the refusals.
-    pub fn finish(self) -> (Vec<UserSpec>, Vec<RowError>) {
+    pub fn finish(mut self) -> (Vec<UserSpec>, Vec<RowError>) {
+        // Room reserved for blank, refused or rolled-back rows is returned.
+        self.specs.shrink_to_fit();
         (self.specs, self.errors)
     }
 }
@@ -322,7 +325,8 @@ pub struct MapMark {
     errors: usize,
 }
 
-/// Maps every record of one read (see [`Mapper`]). Takes the records by
+/// Maps every record of one read (see [`Mapper`]; this copies the domain,
+/// which a run shares instead). Takes the records by
 /// value: each is dropped once mapped, so its strings are reused for the
 /// specs instead of both living at once.
 pub fn map_all(
@@ -330,7 +334,7 @@ pub fn map_all(
     domain: &DomainConfig,
     rules: &[Rule],
 ) -> (Vec<UserSpec>, Vec<RowError>) {
-    let mut m = Mapper::new(domain, rules);
+    let mut m = Mapper::new(std::sync::Arc::new(domain.clone()), rules);
     m.reserve(records.len());
     for r in records {
         m.push(r);

@@ -46,7 +46,7 @@ impl SourceRun for CsvRun<'_> {
         _opts: &RunOptions,
     ) -> Result<Result<Read, ReadFailure>, SyncError> {
         let (paths, options) = (self.paths.clone(), self.options.clone());
-        let mapper = Mapper::new(&self.domain, &self.rules);
+        let mapper = Mapper::new(self.domain.clone(), &self.rules);
         let (mut read, parsed) =
             tokio::task::spawn_blocking(move || read_csv_files(&paths, &options, mapper))
                 .await

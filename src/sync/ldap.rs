@@ -84,7 +84,7 @@ impl SourceRun for LdapRun<'_> {
             false => next_read(l, &state, now()),
         };
         let t = std::time::Instant::now();
-        let mapper = Mapper::new(&self.src.source.domain, &self.rules);
+        let mapper = Mapper::new(self.src.source.domain.clone(), &self.rules);
         let read = ldap::read_directory(l, since.as_ref(), mapper).await;
         tracing::debug!(ms = t.elapsed().as_millis() as u64, "phase read and map");
         let (r, mapper) = match read {

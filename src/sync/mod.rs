@@ -1,7 +1,9 @@
 //! One run of one source, end to end. [`run_sync`] is the whole flow:
 //!
-//! lock → read (while the store's users load) → map → plan → (dry run:
+//! lock → read and map (while the store's users load) → plan → (dry run:
 //! stop) → safety → apply → queue mail → report → the source's bookkeeping.
+//! CSV and LDAP reads map each record as it is read (a `mapping::Mapper`
+//! behind a `source::RecordSink`), so a run never holds all its records.
 //!
 //! A source kind is one file here ([`csv`], [`ldap`]) implementing
 //! [`SourceRun`]: how to read it, and what to do once the run is reported
@@ -17,7 +19,7 @@ pub mod scim;
 
 use crate::apply::{apply_plan, ApplyError, ApplyOptions};
 use crate::config::{Config, DomainConfig, SourceConfig, SyncMode};
-use crate::mapping::{map_all, UserSpec};
+use crate::mapping::{Mapper, UserSpec};
 use crate::model::{RowError, StaffRecord, StopFlag, StoredUser};
 use crate::plan::{make_plan, Plan, PlanInput, PLAN_FORMAT};
 use crate::report::{applied_writes, Outcome, RunReport};
@@ -101,7 +103,7 @@ pub struct RunOptions {
 #[derive(Debug, Default)]
 pub struct Read {
     pub records: Vec<StaffRecord>,
-    /// Records the source mapped itself as it read them (CSV), so they were
+    /// Records the source mapped itself as it read them (CSV, LDAP), so they were
     /// never all held at once; they come before any mapped from `records`.
     pub specs: Vec<UserSpec>,
     pub errors: Vec<RowError>,
@@ -232,7 +234,7 @@ async fn read_and_load<K: SourceRun>(
     kind: &mut K,
     cfg: &Config,
     store: &Store,
-    domain: &DomainConfig,
+    domain: &std::sync::Arc<DomainConfig>,
     opts: &RunOptions,
 ) -> Result<(Result<Mapped, ReadFailure>, (Vec<StoredUser>, i64)), SyncError> {
     let load = async {
@@ -246,7 +248,13 @@ async fn read_and_load<K: SourceRun>(
             Ok(r) => r,
             Err(failure) => return Ok(Err(failure)),
         };
-        let (specs, errors) = map_all(std::mem::take(&mut read.records), domain, &cfg.rules);
+        let records = std::mem::take(&mut read.records);
+        let mut mapper = Mapper::new(domain.clone(), &cfg.rules);
+        mapper.reserve(records.len());
+        for r in records {
+            mapper.push(r);
+        }
+        let (specs, errors) = mapper.finish();
         read.errors.extend(errors);
         // The source's own specs first, their array taken as is.
         let specs = match std::mem::take(&mut read.specs) {

@@ -10,6 +10,7 @@ crate::both_stores!(
     refused_rows_name_file_row_and_column_and_good_rows_land,
     truncated_file_is_refused_whole,
     truncated_file_beside_a_good_one_leaves_no_trace,
+    ids_and_extensions_repeated_across_files_refuse_the_later_row,
     leavers_are_disabled_thresholds_refuse_and_empty_files_disable_no_one,
     reviewed_plan_applies_exactly_or_not_at_all,
     extension_changes_and_foreign_users_are_conflicts,
@@ -224,6 +225,62 @@ async fn truncated_file_beside_a_good_one_leaves_no_trace(b: Backend) {
     assert_eq!(users.len(), 2);
     assert_eq!(by_source_id(&users, "E1")["extension"], "2001");
     assert_eq!(by_source_id(&users, "E2")["extension"], "2002");
+}
+
+/// Two files of one import are one read: an employee id or a requested
+/// extension that the first file already had refuses the second file's row,
+/// in the report and in that file's result CSV.
+async fn ids_and_extensions_repeated_across_files_refuse_the_later_row(b: Backend) {
+    let env = Env::new(b, LIMITS_OPEN).await;
+    let one = env.write(
+        "one.csv",
+        b"Employee ID,First Name,Last Name,Email,Extension\nE1,Ann,A,ann@acme.example,2001\nE2,Bo,B,bo@acme.example,2002\n",
+    );
+    let two = env.write(
+        "two.csv",
+        b"Employee ID,First Name,Last Name,Email,Extension\nE1,Ann,A,ann2@acme.example,2005\nE3,Cy,C,cy@acme.example,2002\nE4,Di,D,di@acme.example,2004\n",
+    );
+    let (_, r) = env.import(&[&one, &two]);
+    assert_eq!(count(&r, "created"), 3, "{r}");
+    let errors = r["errors"].as_array().cloned().unwrap_or_default();
+    let said = |row: u64, what: &str| {
+        errors.iter().any(|e| {
+            e["file"].as_str().is_some_and(|f| f.ends_with("two.csv"))
+                && e["row"] == row
+                && e["message"].as_str().is_some_and(|m| m.contains(what))
+        })
+    };
+    assert!(said(2, "employee id E1 already appears in"), "{r}");
+    assert!(said(3, "extension 2002 is already requested"), "{r}");
+    assert_eq!(errors.len(), 2, "{r}");
+    let users = env.users();
+    assert_eq!(by_source_id(&users, "E1")["extension"], "2001");
+    assert_eq!(by_source_id(&users, "E2")["extension"], "2002");
+    assert_eq!(by_source_id(&users, "E4")["extension"], "2004");
+    let result = r["files"]
+        .as_array()
+        .and_then(|f| {
+            f.iter()
+                .find(|f| f["file"].as_str().is_some_and(|n| n.ends_with("two.csv")))
+        })
+        .and_then(|f| f["result_csv"].as_str())
+        .map(std::fs::read_to_string)
+        .unwrap_or_else(|| panic!("no result CSV for two.csv: {r}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<&str> = result.lines().collect();
+    assert_eq!(lines.len(), 4, "{result}");
+    assert!(
+        lines[1].starts_with("2,E1,") && lines[1].contains(",error,"),
+        "{result}"
+    );
+    assert!(
+        lines[2].starts_with("3,E3,") && lines[2].contains(",error,"),
+        "{result}"
+    );
+    assert!(
+        lines[3].starts_with("4,E4,") && lines[3].contains(",create,2004"),
+        "{result}"
+    );
 }
 
 async fn leavers_are_disabled_thresholds_refuse_and_empty_files_disable_no_one(b: Backend) {
