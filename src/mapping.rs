@@ -287,6 +287,14 @@ impl Mapper {
         }
     }
 
+    /// Maps records a source already holds, dropping each once mapped.
+    pub fn push_all(&mut self, records: Vec<StaffRecord>) {
+        self.reserve(records.len());
+        for r in records {
+            self.push(r);
+        }
+    }
+
     /// Where the mapping stands, to [`Mapper::rollback`] to.
     pub fn mark(&self) -> MapMark {
         MapMark {
@@ -335,10 +343,7 @@ pub fn map_all(
     rules: &[Rule],
 ) -> (Vec<UserSpec>, Vec<RowError>) {
     let mut m = Mapper::new(std::sync::Arc::new(domain.clone()), rules);
-    m.reserve(records.len());
-    for r in records {
-        m.push(r);
-    }
+    m.push_all(records);
     m.finish()
 }
 

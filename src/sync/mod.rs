@@ -248,12 +248,8 @@ async fn read_and_load<K: SourceRun>(
             Ok(r) => r,
             Err(failure) => return Ok(Err(failure)),
         };
-        let records = std::mem::take(&mut read.records);
         let mut mapper = Mapper::new(domain.clone(), &cfg.rules);
-        mapper.reserve(records.len());
-        for r in records {
-            mapper.push(r);
-        }
+        mapper.push_all(std::mem::take(&mut read.records));
         let (specs, errors) = mapper.finish();
         read.errors.extend(errors);
         // The source's own specs first, their array taken as is.
