@@ -7,11 +7,11 @@ them with psql into freshly migrated databases on a throwaway server (the
 one benches/scale.py starts), one transaction per CH users (default 1,000,
 the default limits.chunk_size), each bumping the domain revision:
   insert      multi-row INSERTs of literal values, 1,000 rows a statement
-  copy        COPY FROM STDIN, every constraint and index of the schema
-  copy-some   COPY without the three foreign keys the application also checks
-              (users to departments and sites, devices to domains)
-  copy-nofk   COPY without any foreign key
-  copy-noidx  COPY without foreign keys and non-unique indexes
+  copy        COPY FROM STDIN into the schema as migrated
+  copy-fk     COPY, with the eight foreign keys of the bulk-written tables
+              that migration 11 replaced by statement-level cascades put back
+              (the schema before it)
+  copy-noidx  COPY without the non-unique indexes
 Prints seconds and WAL bytes per user for each. Usage:
   CH=1000 python3 benches/pg_floor.py [N] [variant,variant,...]
 """
@@ -66,14 +66,21 @@ setup = "INSERT INTO domains (id, name, created_at) VALUES (1, 'scale.example', 
   "".join(f"INSERT INTO departments (domain_id, name) VALUES (1, 'Dept{i}');\n" for i in range(50)) + \
   "".join(f"INSERT INTO sites (domain_id, name) VALUES (1, 'Site{i}');\n" for i in range(5)) + \
   "INSERT INTO runs (id, source, domain, started_at) VALUES (1, 'hr', 'scale.example', 0);\n"
-variants = sys.argv[2].split(",") if len(sys.argv) > 2 else ["insert", "copy", "copy-some", "copy-nofk", "copy-noidx"]
+variants = sys.argv[2].split(",") if len(sys.argv) > 2 else ["insert", "copy", "copy-fk", "copy-noidx"]
 for v in variants:
     db, url = pg.fresh()
     extra = ""
-    if v in ("copy-nofk", "copy-noidx", "insert-nofk"):
-        extra = "".join(f"ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {c};\n" for t, c in [("users","users_domain_id_fkey"),("users","users_domain_id_department_fkey"),("users","users_domain_id_site_fkey"),("devices","devices_user_id_fkey"),("devices","devices_domain_id_fkey"),("welcome_links","welcome_links_user_id_fkey"),("outbox","outbox_link_id_fkey"),("run_actions","run_actions_run_id_fkey")])
-    if v == "copy-some":
-        extra = "".join(f"ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {c};\n" for t, c in [("users","users_domain_id_department_fkey"),("users","users_domain_id_site_fkey"),("devices","devices_domain_id_fkey")])
+    if v == "copy-fk":
+        extra = """
+ALTER TABLE users ADD FOREIGN KEY (domain_id) REFERENCES domains(id) ON DELETE CASCADE,
+    ADD FOREIGN KEY (domain_id, department) REFERENCES departments(domain_id, name),
+    ADD FOREIGN KEY (domain_id, site) REFERENCES sites(domain_id, name);
+ALTER TABLE devices ADD FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE,
+    ADD FOREIGN KEY (domain_id) REFERENCES domains(id) ON DELETE CASCADE;
+ALTER TABLE welcome_links ADD FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
+ALTER TABLE outbox ADD FOREIGN KEY (link_id) REFERENCES welcome_links(id) ON DELETE CASCADE;
+ALTER TABLE run_actions ADD FOREIGN KEY (run_id) REFERENCES runs(id) ON DELETE CASCADE;
+"""
     if v == "copy-noidx":
         extra += "DROP INDEX users_domain_id; DROP INDEX devices_user; DROP INDEX welcome_links_user; DROP INDEX outbox_due; DROP INDEX outbox_link; DROP INDEX run_actions_run;\n"
     f = os.path.join(work, "s.sql"); open(f, "w").write(schema + setup + extra)

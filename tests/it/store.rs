@@ -1,7 +1,7 @@
 //! The store on both engines: migrations apply (and re-apply as a no-op), the
 //! domain setup is idempotent, and the sync lock excludes a second holder.
 
-use crate::common::{Backend, Env, LIMITS_OPEN};
+use crate::common::{people_csv, Backend, Env, LIMITS_OPEN};
 use pbx_onboard::config::Config;
 use pbx_onboard::store::Store;
 use std::time::Duration;
@@ -9,7 +9,8 @@ use std::time::Duration;
 crate::both_stores!(
     migrations_and_domain_setup_are_idempotent,
     sync_lock_is_exclusive_until_released,
-    lean_outbox_migration_keeps_queued_welcomes
+    lean_outbox_migration_keeps_queued_welcomes,
+    deleting_users_runs_and_domains_removes_what_hangs_off_them
 );
 
 async fn open(env: &Env) -> (Config, Store) {
@@ -157,4 +158,92 @@ async fn lean_outbox_migration_keeps_queued_welcomes(b: Backend) {
     c.close().await.ok();
     assert_eq!(count("SELECT COUNT(*) FROM welcome_links").await, "0");
     assert_eq!(count("SELECT COUNT(*) FROM outbox").await, "0");
+}
+
+/// Whoever deletes a user, a run or a domain, what hangs off it goes in the
+/// same statement: by `ON DELETE CASCADE` keys on SQLite, by the
+/// statement-level triggers that replaced the bulk tables' foreign keys on
+/// PostgreSQL (migration 11).
+async fn deleting_users_runs_and_domains_removes_what_hangs_off_them(b: Backend) {
+    use sqlx::Connection;
+    let env = Env::new(b, LIMITS_OPEN).await;
+    let csv = env.write("three.csv", people_csv(0, 3).as_bytes());
+    let (code, report) = env.import(&[&csv]);
+    assert_eq!(code, 0, "import: {report}");
+    let count = |sql: String| {
+        let env = &env;
+        async move { env.scalar(&format!("SELECT CAST(({sql}) AS TEXT)")).await }
+    };
+    let of_e1 = |table: &str, key: &str| {
+        format!(
+            "SELECT COUNT(*) FROM {table} WHERE {key} IN (SELECT id FROM users WHERE source_id = 'E1')"
+        )
+    };
+    for (table, key) in [("devices", "user_id"), ("welcome_links", "user_id")] {
+        assert_eq!(count(of_e1(table, key)).await, "1", "{table} of E1");
+    }
+    let link = count(of_e1("welcome_links", "user_id").replace("COUNT(*)", "MIN(id)")).await;
+    let e1 = count("SELECT MIN(id) FROM users WHERE source_id = 'E1'".into()).await;
+    assert_eq!(
+        count(format!(
+            "SELECT COUNT(*) FROM outbox WHERE link_id = {link}"
+        ))
+        .await,
+        "1"
+    );
+    assert_ne!(count("SELECT COUNT(*) FROM run_actions".into()).await, "0");
+
+    let mut c = sqlx::AnyConnection::connect(&env.absolute_url())
+        .await
+        .expect("connect");
+    if b == Backend::Sqlite {
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut c)
+            .await
+            .expect("pragma");
+    }
+    async fn run(c: &mut sqlx::AnyConnection, sql: &str) {
+        sqlx::query(sql)
+            .execute(c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    run(&mut c, "DELETE FROM users WHERE source_id = 'E1'").await;
+    for (table, key) in [("devices", "user_id"), ("welcome_links", "user_id")] {
+        assert_eq!(
+            count(format!("SELECT COUNT(*) FROM {table} WHERE {key} = {e1}")).await,
+            "0",
+            "{table} of the deleted user"
+        );
+    }
+    assert_eq!(
+        count(format!(
+            "SELECT COUNT(*) FROM outbox WHERE link_id = {link}"
+        ))
+        .await,
+        "0",
+        "the deleted user's welcome email"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM devices".into()).await, "2");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM welcome_links".into()).await,
+        "2"
+    );
+
+    run(&mut c, "DELETE FROM runs").await;
+    assert_eq!(count("SELECT COUNT(*) FROM run_actions".into()).await, "0");
+
+    run(&mut c, "DELETE FROM domains").await;
+    for table in ["users", "devices", "welcome_links", "departments", "sites"] {
+        assert_eq!(
+            count(format!("SELECT COUNT(*) FROM {table}")).await,
+            "0",
+            "{table} of the deleted domain"
+        );
+    }
+    assert_eq!(
+        count("SELECT COUNT(*) FROM outbox WHERE link_id IS NOT NULL".into()).await,
+        "0"
+    );
+    c.close().await.ok();
 }
