@@ -12,6 +12,7 @@ the default limits.chunk_size), each bumping the domain revision:
               that migration 11 replaced by statement-level cascades put back
               (the schema before it)
   copy-noidx  COPY without the non-unique indexes
+  copy-without=INDEX  COPY without that one index
 Prints seconds and WAL bytes per user for each. Usage:
   CH=1000 python3 benches/pg_floor.py [N] [variant,variant,...]
 """
@@ -83,6 +84,8 @@ ALTER TABLE run_actions ADD FOREIGN KEY (run_id) REFERENCES runs(id) ON DELETE C
 """
     if v == "copy-noidx":
         extra += "DROP INDEX users_domain_id; DROP INDEX devices_user; DROP INDEX welcome_links_user; DROP INDEX outbox_due; DROP INDEX outbox_link; DROP INDEX run_actions_run;\n"
+    if v.startswith("copy-without="):
+        extra += f"DROP INDEX {v.split('=', 1)[1]};\n"
     f = os.path.join(work, "s.sql"); open(f, "w").write(schema + setup + extra)
     subprocess.run(pg.psql_cmd(db) + ["-q", "-f", f], check=True, stdout=subprocess.DEVNULL)
     f = os.path.join(work, "load.sql"); open(f, "w").write(script("copy" if v.startswith("copy") else "insert"))
