@@ -348,15 +348,14 @@ fn pipeline(bytes: &[u8]) -> Result<(), TestCaseError> {
                 "{} handed out twice",
                 extension
             );
-            stored.push(StoredUser {
-                id: stored.len() as i64 + 1,
-                extension: extension.clone(),
-                source: Some("hr".into()),
-                source_id: Some(source_id.clone()),
-                status: pbx_onboard::model::Status::Active,
-                disabled_at: None,
-                fields: (**fields).clone(),
-            });
+            stored.push(StoredUser::new(
+                stored.len() as i64 + 1,
+                extension.as_str(),
+                (Some("hr"), Some(source_id)),
+                pbx_onboard::model::Status::Active,
+                None,
+                fields,
+            ));
         }
     }
     let again = make_plan(PlanInput {

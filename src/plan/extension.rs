@@ -21,7 +21,7 @@ pub(super) fn pick_extension(
     let mut note = None;
     if let Some(req) = &spec.requested_extension {
         if let Some(holder) = by_ext.get(req.as_str()) {
-            let owner = match (&holder.source, &holder.source_id) {
+            let owner = match (holder.source(), holder.source_id()) {
                 (Some(s), Some(id)) => format!("{s} id {id}"),
                 _ => "a user created by hand".to_string(),
             };

@@ -191,9 +191,9 @@ impl<'a> Stored<'a> {
         let mut by_ext = HashMap::with_capacity(stored.len());
         let mut owned = HashMap::new();
         for u in stored {
-            by_ext.insert(u.extension.as_str(), u);
-            if u.source.as_deref() == Some(source) {
-                if let Some(id) = u.source_id.as_deref() {
+            by_ext.insert(u.extension(), u);
+            if u.source() == Some(source) {
+                if let Some(id) = u.source_id() {
                     owned.insert(id, u);
                 }
             }
@@ -205,7 +205,7 @@ impl<'a> Stored<'a> {
 pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
     let d = input.domain;
     let stored = Stored::index(input.stored, input.source);
-    let mut alloc = Allocator::new(input.stored.iter().filter_map(|u| u.extension.number()));
+    let mut alloc = Allocator::new(input.stored.iter().filter_map(StoredUser::extension_number));
     let mut claimed_alpha: HashSet<String> = HashSet::new();
     // Free numbers that new rows ask for are held back from allocation, so
     // an earlier row given "any free number" never takes a later row's own
@@ -336,15 +336,15 @@ fn known_user(
     if let Some(req) = &spec.requested_extension {
         let never =
             req.number().is_some() && check_requested(req, &d.numbering, &d.reserved).is_err();
-        if *req != user.extension && never {
+        if req.as_str() != user.extension() && never {
             kept_note = Some(format!(
                 "asks for extension {req}, which the numbering plan does not allow; keeps {}",
-                user.extension
+                user.extension()
             ));
-        } else if *req != user.extension {
+        } else if req.as_str() != user.extension() {
             let reason = format!(
                 "extension can never be changed: the user has {}, the source asks for {req}",
-                user.extension
+                user.extension()
             );
             return (
                 Action::Conflict {
@@ -356,10 +356,21 @@ fn known_user(
             );
         }
     }
-    let changes = diff(&user.fields, &spec.fields);
-    let add_device = user.fields.device.is_none() && spec.fields.device.is_some();
-    let fields = || Box::new(merged(&user.fields, &spec.fields));
-    let extension = user.extension.clone();
+    // Most users of a run are unchanged: compared packed, unpacked only
+    // when something differs.
+    let old = (!same(user, &spec.fields)).then(|| user.fields());
+    let changes = old
+        .as_ref()
+        .map(|old| diff(old, &spec.fields))
+        .unwrap_or_default();
+    let add_device = user.device().is_none() && spec.fields.device.is_some();
+    let fields = || {
+        Box::new(match &old {
+            Some(old) => merged(old, &spec.fields),
+            None => merged(&user.fields(), &spec.fields),
+        })
+    };
+    let extension = Extension::stored(user.extension().to_string());
     let action = match (spec.active, user.status) {
         (false, Status::Active) if changed_only => {
             let note = "disabled in the directory; the next full read disables it";
@@ -435,7 +446,7 @@ impl Absent<'_> {
         let mut owned: Vec<&StoredUser> = stored.owned.values().copied().collect();
         owned.sort_by_key(|u| u.id);
         for u in owned {
-            let sid = u.source_id.as_deref().unwrap_or_default();
+            let sid = u.source_id().unwrap_or_default();
             if seen.contains(&u.id) || refused_ids.contains(sid) {
                 continue;
             }
@@ -444,7 +455,7 @@ impl Absent<'_> {
                     user_id: u.id,
                     source_id: sid.to_string(),
                     at: None,
-                    extension: u.extension.clone(),
+                    extension: Extension::stored(u.extension().to_string()),
                     reason: DisableReason::Absent,
                 }),
                 Status::Disabled => {
@@ -456,7 +467,7 @@ impl Absent<'_> {
                         actions.push(Action::Delete {
                             user_id: u.id,
                             source_id: sid.to_string(),
-                            extension: u.extension.clone(),
+                            extension: Extension::stored(u.extension().to_string()),
                         });
                     }
                 }
@@ -479,8 +490,8 @@ mod safety;
 #[cfg(test)]
 mod tests;
 
-use diff::merged;
 pub use diff::{diff, ChangedField};
+use diff::{merged, same};
 use extension::pick_extension;
 pub use safety::Refusal;
 use safety::{count_billable, safety_verdict};

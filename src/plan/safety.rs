@@ -30,7 +30,7 @@ pub(super) fn count_billable(actions: &[Action], owned: &HashMap<&str, &StoredUs
                 b.devices += u64::from(*add_device);
                 let was_billed = owned
                     .get(source_id.as_str())
-                    .is_some_and(|u| u.status == Status::Active && u.fields.scope.is_billable());
+                    .is_some_and(|u| u.status == Status::Active && u.scope().is_billable());
                 b.call_center_seats += u64::from(fields.scope.is_billable() && !was_billed);
             }
             _ => {}

@@ -59,15 +59,18 @@ fn spec(id: &str) -> UserSpec {
 }
 
 fn stored(id: i64, ext: &str, source: Option<&str>, sid: &str, status: Status) -> StoredUser {
-    StoredUser {
-        id,
-        extension: Extension::stored(ext.into()),
-        source: source.map(str::to_string),
-        source_id: source.map(|_| sid.to_string()),
-        status,
-        disabled_at: Some(0),
-        fields: fields(sid),
-    }
+    stored_with(id, ext, source, sid, status, &fields(sid))
+}
+
+fn stored_with(
+    id: i64,
+    ext: &str,
+    source: Option<&str>,
+    sid: &str,
+    status: Status,
+    f: &UserFields,
+) -> StoredUser {
+    StoredUser::new(id, ext, (source, source.map(|_| sid)), status, Some(0), f)
 }
 
 struct Case {
@@ -536,8 +539,9 @@ fn plans_round_trip_through_json() {
 fn a_blank_caller_id_keeps_the_site_default() {
     // Regression: users given their site's caller ID were "updated" on every run.
     let cfg = config("");
-    let mut old = stored(1, "1000", Some("hr"), "a", Status::Active);
-    old.fields.caller_id = crate::model::PhoneNumber::parse("+15550100101").ok();
+    let mut f = fields("a");
+    f.caller_id = crate::model::PhoneNumber::parse("+15550100101").ok();
+    let old = stored_with(1, "1000", Some("hr"), "a", Status::Active, &f);
     let c = Case {
         name: "",
         mode: SyncMode::Full,
@@ -585,4 +589,80 @@ fn a_free_number_asked_by_a_later_row_is_not_handed_to_an_earlier_one() {
             ("create".to_string(), Some("1000".to_string()))
         ]
     );
+}
+
+/// Every field of a user, one at a time, on both sides: the packed
+/// comparison agrees with `diff`, and unpacking gives back what was packed.
+#[test]
+fn packed_stored_users_compare_like_diff_and_unpack_as_packed() {
+    use crate::model::PhoneNumber;
+    let phone = |n: &str| PhoneNumber::parse(n).ok();
+    let email = |e: &str| Email::parse(e).unwrap();
+    type Edit = fn(&mut UserFields);
+    let edits: Vec<Edit> = vec![
+        |_| {},
+        |f| f.first_name = "Other".into(),
+        |f| f.first_name = String::new(),
+        |f| f.last_name = None,
+        |f| f.last_name = Some(String::new()),
+        |f| f.emails.clear(),
+        |f| f.emails.push(Email::parse("second@acme.example").unwrap()),
+        |f| f.department = Some("Sales".into()),
+        |f| f.site = Some("HQ".into()),
+        |f| f.scope = Scope::CallCenterAgent,
+        |f| f.kind = UserKind::CallQueue,
+        |f| f.title = Some("Boss".into()),
+        |f| f.caller_id = PhoneNumber::parse("+15550100101").ok(),
+        |f| f.caller_id = PhoneNumber::parse("+15550100102").ok(),
+        |f| f.voicemail = false,
+        |f| f.device = None,
+        |f| f.device = Some(DeviceType::Web),
+        |f| {
+            f.device = Some(DeviceType::Web);
+            f.force_login = true
+        },
+        |f| {
+            f.device = None;
+            f.force_login = true
+        },
+    ];
+    let mut olds = Vec::new();
+    for edit in &edits {
+        let mut f = fields("a");
+        edit(&mut f);
+        olds.push(f);
+    }
+    let mut with_extras = fields("a");
+    with_extras.caller_id = phone("+15550100101");
+    with_extras.emails = vec![email("a@acme.example"), email("b@acme.example")];
+    olds.push(with_extras);
+    for (i, old) in olds.iter().enumerate() {
+        let stored = stored_with(7, "1001", Some("hr"), "a", Status::Active, old);
+        assert_eq!(&stored.fields(), old, "old {i} unpacks as packed");
+        assert_eq!(stored.extension(), "1001");
+        assert_eq!(
+            (stored.source(), stored.source_id()),
+            (Some("hr"), Some("a"))
+        );
+        for (j, edit) in edits.iter().enumerate() {
+            let mut new = old.clone();
+            edit(&mut new);
+            assert_eq!(
+                same(&stored, &new),
+                diff(old, &new).is_empty(),
+                "old {i}, edit {j}"
+            );
+        }
+    }
+    let hand_made = StoredUser::new(
+        8,
+        "jsmith",
+        (None, None),
+        Status::Disabled,
+        None,
+        &fields("b"),
+    );
+    assert_eq!((hand_made.source(), hand_made.source_id()), (None, None));
+    assert_eq!(hand_made.extension_number(), None);
+    assert_eq!(hand_made.fields(), fields("b"));
 }

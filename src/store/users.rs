@@ -3,7 +3,7 @@
 
 use super::{Backend, Sql, Store, StoreError};
 use crate::model::{
-    DeviceType, Email, Extension, PhoneNumber, Scope, Status, StoredUser, UserFields, UserKind,
+    DeviceType, Email, PhoneNumber, Scope, Status, StoredUser, UserFields, UserKind,
 };
 use crate::time::now;
 use rand::RngCore;
@@ -179,36 +179,36 @@ fn stored_user(
         caller_id,
         voicemail,
     ) = r;
-    Ok(StoredUser {
+    let fields = UserFields {
+        first_name,
+        last_name,
+        emails: emails
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(Email::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt("users.emails", e))?,
+        department,
+        site,
+        scope: Scope::parse(&scope).map_err(|e| corrupt("users.scope", e))?,
+        kind: UserKind::parse(&kind).map_err(|e| corrupt("users.kind", e))?,
+        title,
+        caller_id: caller_id
+            .map(|c| PhoneNumber::parse(&c))
+            .transpose()
+            .map_err(|e| corrupt("users.caller_id", e))?,
+        voicemail: voicemail != 0,
+        device: devices.get(&id).map(|d| d.0),
+        force_login: devices.get(&id).is_some_and(|d| d.1),
+    };
+    Ok(StoredUser::new(
         id,
-        extension: Extension::stored(extension),
-        source,
-        source_id,
-        status: Status::parse(&status).map_err(|e| corrupt("users.status", e))?,
+        &extension,
+        (source.as_deref(), source_id.as_deref()),
+        Status::parse(&status).map_err(|e| corrupt("users.status", e))?,
         disabled_at,
-        fields: UserFields {
-            first_name,
-            last_name,
-            emails: emails
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(Email::parse)
-                .collect::<Result<_, _>>()
-                .map_err(|e| corrupt("users.emails", e))?,
-            department,
-            site,
-            scope: Scope::parse(&scope).map_err(|e| corrupt("users.scope", e))?,
-            kind: UserKind::parse(&kind).map_err(|e| corrupt("users.kind", e))?,
-            title,
-            caller_id: caller_id
-                .map(|c| PhoneNumber::parse(&c))
-                .transpose()
-                .map_err(|e| corrupt("users.caller_id", e))?,
-            voicemail: voicemail != 0,
-            device: devices.get(&id).map(|d| d.0),
-            force_login: devices.get(&id).is_some_and(|d| d.1),
-        },
-    })
+        &fields,
+    ))
 }
 
 impl Store {
