@@ -98,6 +98,15 @@ fn digits_value(s: &str) -> Option<u64> {
     }
 }
 
+/// Addresses one per line, as the store keeps them.
+pub fn join_emails(emails: &[Email]) -> String {
+    emails
+        .iter()
+        .map(Email::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// An email address, checked for the shape mail servers accept.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -558,39 +567,25 @@ impl StoredUser {
         disabled_at: Option<i64>,
         fields: &UserFields,
     ) -> StoredUser {
-        let emails = fields.emails.iter().map(Email::as_str);
+        let emails = join_emails(&fields.emails);
         let texts: [Option<&str>; TEXTS] = [
             Some(extension),
             source,
             source_id,
             Some(&fields.first_name),
             fields.last_name.as_deref(),
-            None, // emails: written below, one per line
+            Some(&emails),
             fields.department.as_deref(),
             fields.site.as_deref(),
             fields.title.as_deref(),
             fields.caller_id.as_ref().map(PhoneNumber::as_str),
         ];
-        let len = texts.iter().flatten().map(|t| t.len()).sum::<usize>()
-            + fields
-                .emails
-                .iter()
-                .map(|e| e.as_str().len() + 1)
-                .sum::<usize>();
-        let mut text = String::with_capacity(len);
+        let mut text = String::with_capacity(texts.iter().flatten().map(|t| t.len()).sum());
         let (mut ends, mut nulls) = ([0u32; TEXTS], 0u16);
         for (i, (t, end)) in texts.iter().zip(ends.iter_mut()).enumerate() {
-            if i == Text::Emails as usize {
-                for (n, e) in emails.clone().enumerate() {
-                    if n > 0 {
-                        text.push('\n');
-                    }
-                    text.push_str(e);
-                }
-            } else if let Some(t) = t {
-                text.push_str(t);
-            } else {
-                nulls |= 1 << i;
+            match t {
+                Some(t) => text.push_str(t),
+                None => nulls |= 1 << i,
             }
             // A store row is far below 4 GiB; past it the text reads empty.
             *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
@@ -629,6 +624,11 @@ impl StoredUser {
 
     pub fn extension(&self) -> &str {
         self.text(Text::Extension).unwrap_or_default()
+    }
+
+    /// The extension as a plan action carries it.
+    pub fn extension_value(&self) -> Extension {
+        Extension::stored(self.extension().to_string())
     }
 
     /// The numeric value of a digit-only extension.

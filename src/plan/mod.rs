@@ -370,7 +370,7 @@ fn known_user(
             None => merged(&user.fields(), &spec.fields),
         })
     };
-    let extension = Extension::stored(user.extension().to_string());
+    let extension = user.extension_value();
     let action = match (spec.active, user.status) {
         (false, Status::Active) if changed_only => {
             let note = "disabled in the directory; the next full read disables it";
@@ -455,7 +455,7 @@ impl Absent<'_> {
                     user_id: u.id,
                     source_id: sid.to_string(),
                     at: None,
-                    extension: Extension::stored(u.extension().to_string()),
+                    extension: u.extension_value(),
                     reason: DisableReason::Absent,
                 }),
                 Status::Disabled => {
@@ -467,7 +467,7 @@ impl Absent<'_> {
                         actions.push(Action::Delete {
                             user_id: u.id,
                             source_id: sid.to_string(),
-                            extension: Extension::stored(u.extension().to_string()),
+                            extension: u.extension_value(),
                         });
                     }
                 }

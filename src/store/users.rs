@@ -111,13 +111,7 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-pub(super) fn join_emails(emails: &[Email]) -> String {
-    emails
-        .iter()
-        .map(Email::as_str)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+pub(super) use crate::model::join_emails;
 
 pub(super) fn flag(b: bool) -> i64 {
     i64::from(b)

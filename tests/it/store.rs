@@ -13,6 +13,22 @@ crate::both_stores!(
     deleting_users_runs_and_domains_removes_what_hangs_off_them
 );
 
+/// A plain connection to the store, with SQLite's foreign keys enforced as
+/// pbx-onboard's own connections have them.
+async fn connect_with_keys(env: &Env, b: Backend) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    let mut c = sqlx::AnyConnection::connect(&env.absolute_url())
+        .await
+        .expect("connect");
+    if b == Backend::Sqlite {
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut c)
+            .await
+            .expect("pragma");
+    }
+    c
+}
+
 async fn open(env: &Env) -> (Config, Store) {
     let cfg = Config::load(&env.config).expect("config");
     let store = Store::connect(&cfg.store).await.expect("connect");
@@ -130,15 +146,7 @@ async fn lean_outbox_migration_keeps_queued_welcomes(b: Backend) {
         count("SELECT token_hash FROM welcome_links WHERE id = 1").await,
         "h1"
     );
-    let mut c = sqlx::AnyConnection::connect(&env.absolute_url())
-        .await
-        .expect("connect");
-    if b == Backend::Sqlite {
-        sqlx::query("PRAGMA foreign_keys = ON")
-            .execute(&mut c)
-            .await
-            .expect("pragma");
-    }
+    let mut c = connect_with_keys(&env, b).await;
     let dup = sqlx::query(
         "INSERT INTO welcome_links (id, user_id, salt, token_hash, created_at) VALUES (10, 1, 's3', 'h1', 0)",
     )
@@ -193,15 +201,7 @@ async fn deleting_users_runs_and_domains_removes_what_hangs_off_them(b: Backend)
     );
     assert_ne!(count("SELECT COUNT(*) FROM run_actions".into()).await, "0");
 
-    let mut c = sqlx::AnyConnection::connect(&env.absolute_url())
-        .await
-        .expect("connect");
-    if b == Backend::Sqlite {
-        sqlx::query("PRAGMA foreign_keys = ON")
-            .execute(&mut c)
-            .await
-            .expect("pragma");
-    }
+    let mut c = connect_with_keys(&env, b).await;
     async fn run(c: &mut sqlx::AnyConnection, sql: &str) {
         sqlx::query(sql)
             .execute(c)
