@@ -240,7 +240,7 @@ pub fn map_record(
 pub struct Mapper {
     domain: std::sync::Arc<DomainConfig>,
     rules: Vec<Rule>,
-    first_row: std::collections::HashMap<Extension, Option<u64>>,
+    first_row: foldhash::HashMap<Extension, Option<u64>>,
     specs: Vec<UserSpec>,
     errors: Vec<RowError>,
 }

@@ -4,7 +4,7 @@
 //! Pure: the planner feeds it the extensions already taken in the store.
 
 use crate::model::{Extension, InvalidValue, PhoneNumber};
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::fmt;
 
 /// An inclusive range of numeric extensions, written `1000-8999` or `911`.

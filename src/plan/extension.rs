@@ -5,7 +5,7 @@ use crate::config::DomainConfig;
 use crate::mapping::UserSpec;
 use crate::model::{Extension, StoredUser};
 use crate::numbering::{check_requested, Allocator};
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 /// The row's own extension if valid, in the plan, not reserved and free;
 /// otherwise the lowest free number in the site's (else the domain's) ranges.

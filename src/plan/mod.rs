@@ -9,8 +9,8 @@ use crate::config::{DomainConfig, Limits, SyncMode};
 use crate::mapping::UserSpec;
 use crate::model::{Extension, RowError, RowRef, Status, StoredUser, UserFields};
 use crate::numbering::{check_requested, Allocator};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 
 /// 2: `refused` names the limit and its figures instead of a sentence.
 pub const PLAN_FORMAT: u32 = 2;

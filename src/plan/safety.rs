@@ -4,8 +4,8 @@
 use super::{Action, Billable};
 use crate::config::Limits;
 use crate::model::{Status, StoredUser};
+use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 pub(super) fn count_billable(actions: &[Action], owned: &HashMap<&str, &StoredUser>) -> Billable {
     let mut b = Billable::default();

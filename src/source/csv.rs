@@ -9,6 +9,7 @@
 
 use super::RecordSink;
 use crate::model::{excerpt, fold, Field, Origin, RowError, SourceStatus, StaffRecord};
+use foldhash::HashMapExt;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -370,7 +371,7 @@ pub fn parse_bytes_each(
     let mut prev_end =
         lines.start_line(header_rec.position().map_or(0, |p| p.byte())) + newlines(&header_rec);
     let mut prev_row = 1u64;
-    let mut first_seen: HashMap<String, u64> = HashMap::new();
+    let mut first_seen: foldhash::HashMap<String, u64> = foldhash::HashMap::new();
     let mut last_len = header.len();
     let mut last_row = 1;
     for rec in records {
@@ -428,8 +429,11 @@ pub fn parse_bytes_each(
 }
 
 /// Which column holds each field.
-fn map_header(header: &[String], opts: &CsvOptions) -> Result<HashMap<Field, usize>, String> {
-    let mut columns: HashMap<Field, usize> = HashMap::new();
+fn map_header(
+    header: &[String],
+    opts: &CsvOptions,
+) -> Result<foldhash::HashMap<Field, usize>, String> {
+    let mut columns: foldhash::HashMap<Field, usize> = foldhash::HashMap::new();
     for (i, h) in header.iter().enumerate() {
         let f = fold(h);
         if f.is_empty() {
@@ -488,9 +492,9 @@ const ID_MAX: usize = 128;
 fn row_record(
     cells: &csv::StringRecord,
     header: &[String],
-    columns: &HashMap<Field, usize>,
+    columns: &foldhash::HashMap<Field, usize>,
     origin: Origin,
-    first_seen: &mut HashMap<String, u64>,
+    first_seen: &mut foldhash::HashMap<String, u64>,
 ) -> Result<StaffRecord, Vec<RowError>> {
     let get = |f: Field| -> Option<String> {
         columns

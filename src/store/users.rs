@@ -6,10 +6,10 @@ use crate::model::{
     DeviceType, Email, PhoneNumber, Scope, Status, StoredUser, UserFields, UserKind,
 };
 use crate::time::now;
+use foldhash::{HashMap, HashMapExt};
 use rand::RngCore;
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
-use std::collections::HashMap;
 
 /// A user to insert; defaults (site, then domain) already resolved.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use crate::source::csv::{self as csvsrc, CsvFile, CsvOptions};
 use crate::source::inbox::{self, Inbox, ResultReport, ResultRow};
 use crate::source::RecordSink;
 use crate::store::Store;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::PathBuf;
 
 /// What happens to the files once their run is reported.
