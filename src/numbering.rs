@@ -4,7 +4,7 @@
 //! Pure: the planner feeds it the extensions already taken in the store.
 
 use crate::model::{Extension, InvalidValue, PhoneNumber};
-use foldhash::HashSet;
+use foldhash::{HashSet, HashSetExt};
 use std::fmt;
 
 /// An inclusive range of numeric extensions, written `1000-8999` or `911`.
@@ -149,8 +149,14 @@ pub struct Allocator {
 
 impl Allocator {
     pub fn new(taken: impl IntoIterator<Item = u64>) -> Self {
+        // Sized for the most the iterator may give (the store's users,
+        // filtered): collecting from a filter starts empty and rehashes
+        // its way up through 100k numbers.
+        let taken = taken.into_iter();
+        let mut set = HashSet::with_capacity(taken.size_hint().1.unwrap_or(0));
+        set.extend(taken);
         Allocator {
-            taken: taken.into_iter().collect(),
+            taken: set,
             cursors: Vec::new(),
         }
     }

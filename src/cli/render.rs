@@ -3,7 +3,7 @@
 
 use super::args::{Format, ListFormat};
 use crate::report::{Outcome, RunReport};
-use crate::source::inbox::safe_cell;
+use crate::source::inbox::safe_field;
 use crate::store::{DeviceView, Rotated, RunRow, UserView, WelcomeState};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -103,7 +103,7 @@ fn list<T: serde::Serialize>(
             let mut w = csv::Writer::from_writer(out);
             w.write_record(header)?;
             for r in rows {
-                w.write_record(r.iter().map(|c| safe_cell(c)))?;
+                w.write_record(r.iter().map(|c| safe_field(c)))?;
             }
             w.flush()?;
         }

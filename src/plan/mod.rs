@@ -188,8 +188,9 @@ struct Stored<'a> {
 
 impl<'a> Stored<'a> {
     fn index(stored: &'a [StoredUser], source: &str) -> Stored<'a> {
+        // Both sized up front: usually most of the domain is this source's.
         let mut by_ext = HashMap::with_capacity(stored.len());
-        let mut owned = HashMap::new();
+        let mut owned = HashMap::with_capacity(stored.len());
         for u in stored {
             by_ext.insert(u.extension(), u);
             if u.source() == Some(source) {

@@ -7,6 +7,7 @@
 //! with `=`, `+`, `-`, `@`, tab or CR get a leading `'` so a spreadsheet never
 //! runs them as formulas.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -228,16 +229,31 @@ impl Claimed {
     }
 }
 
-/// A cell that cannot run as a spreadsheet formula.
-pub fn safe_cell(s: &str) -> String {
+/// A cell that cannot run as a spreadsheet formula; borrowed when it is
+/// already safe (most are).
+pub fn safe_cell(s: &str) -> Cow<'_, str> {
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
+        Cow::Owned(format!("'{s}"))
     } else {
-        s.to_string()
+        Cow::Borrowed(s)
     }
 }
 
+/// [`safe_cell`] as a field for `csv::Writer::write_record`.
+pub struct SafeField<'a>(Cow<'a, str>);
+
+impl AsRef<[u8]> for SafeField<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+pub fn safe_field(s: &str) -> SafeField<'_> {
+    SafeField(safe_cell(s))
+}
+
 /// Writes the per-row report (UTF-8 with BOM, CRLF) via a temp file and rename.
+/// A row's cells are written from where they are kept, with no copy per cell.
 pub fn write_result_csv(path: &Path, report: ResultReport<'_>) -> std::io::Result<()> {
     let tmp = path.with_extension("csv.tmp");
     let mut file = std::fs::File::create(&tmp)?;
@@ -246,26 +262,28 @@ pub fn write_result_csv(path: &Path, report: ResultReport<'_>) -> std::io::Resul
         .terminator(csv::Terminator::CRLF)
         .flexible(true)
         .from_writer(file);
-    let mut header = vec!["row".to_string()];
-    header.extend(report.header.iter().cloned());
-    header.extend(["pbx_result", "pbx_extension", "pbx_message"].map(String::from));
-    w.write_record(header.iter().map(|c| safe_cell(c)))?;
+    let result_columns = ["pbx_result", "pbx_extension", "pbx_message"];
+    let header = std::iter::once("row")
+        .chain(report.header.iter().map(String::as_str))
+        .chain(result_columns);
+    w.write_record(header.map(safe_field))?;
     let pad = report.header.len();
     if let Some(msg) = &report.file_message {
-        let mut rec = vec![String::new(); pad + 1];
-        rec.extend(["refused".to_string(), String::new(), msg.clone()]);
-        w.write_record(rec.iter().map(|c| safe_cell(c)))?;
+        let blank = std::iter::repeat_n("", pad + 1);
+        w.write_record(blank.chain(["refused", "", msg]).map(safe_field))?;
     }
     for r in report.rows {
-        let mut rec = vec![r.row.to_string()];
-        rec.extend(r.cells.iter().map(str::to_string));
-        rec.resize(1 + pad.max(r.cells.len()), String::new());
-        rec.extend([
-            r.result,
-            r.extension.unwrap_or_default(),
-            r.message.unwrap_or_default(),
-        ]);
-        w.write_record(rec.iter().map(|c| safe_cell(c)))?;
+        let row = r.row.to_string();
+        let blank = std::iter::repeat_n("", pad.saturating_sub(r.cells.len()));
+        let cells = std::iter::once(row.as_str())
+            .chain(r.cells.iter())
+            .chain(blank)
+            .chain([
+                r.result.as_str(),
+                r.extension.as_deref().unwrap_or_default(),
+                r.message.as_deref().unwrap_or_default(),
+            ]);
+        w.write_record(cells.map(safe_field))?;
     }
     w.flush()?;
     drop(w);
