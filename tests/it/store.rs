@@ -10,7 +10,8 @@ crate::both_stores!(
     migrations_and_domain_setup_are_idempotent,
     sync_lock_is_exclusive_until_released,
     lean_outbox_migration_keeps_queued_welcomes,
-    deleting_users_runs_and_domains_removes_what_hangs_off_them
+    deleting_users_runs_and_domains_removes_what_hangs_off_them,
+    stored_users_load_with_escaped_text_and_hand_edited_emails
 );
 
 /// A plain connection to the store, with SQLite's foreign keys enforced as
@@ -246,4 +247,61 @@ async fn deleting_users_runs_and_domains_removes_what_hangs_off_them(b: Backend)
         "0"
     );
     c.close().await.ok();
+}
+
+/// The store's users are read as JSON pages built by the database: text
+/// that JSON has to escape loads as it was written, and an emails column
+/// edited by hand (upper-case domain, blank lines) loads as the addresses
+/// pbx-onboard would have written.
+async fn stored_users_load_with_escaped_text_and_hand_edited_emails(b: Backend) {
+    use sqlx::Connection;
+    let env = Env::new(b, LIMITS_OPEN).await;
+    let csv = env.write(
+        "odd.csv",
+        "Employee ID,First Name,Last Name,Work Email,Department\n\
+         E1,\"Zo\u{eb} \"\"Z\"\"\",O\\Brien\t,zoe@acme.example,Sales\n\
+         E2,Ann,Lee,ann@acme.example,Sales\n"
+            .as_bytes(),
+    );
+    let (code, report) = env.import(&[&csv]);
+    assert_eq!(code, 0, "import: {report}");
+    sqlx::any::install_default_drivers();
+    let mut c = connect_with_keys(&env, b).await;
+    let nl = match b {
+        Backend::Sqlite => "char(10)",
+        _ => "chr(10)",
+    };
+    let sql = format!(
+        "UPDATE users SET emails = 'Ann@ACME.Example' || {nl} || {nl} || 'ann.lee@acme.example' \
+         WHERE source_id = 'E2'"
+    );
+    sqlx::query(&sql)
+        .execute(&mut c)
+        .await
+        .expect("edit emails");
+    c.close().await.ok();
+
+    let (cfg, store) = open(&env).await;
+    let d = store
+        .find_domain(&cfg.domains[0].name)
+        .await
+        .expect("find")
+        .expect("domain");
+    let users = store.load_users(d.id).await.expect("load");
+    let e1 = users
+        .iter()
+        .find(|u| u.source_id() == Some("E1"))
+        .expect("E1");
+    assert_eq!(e1.first_name(), "Zo\u{eb} \"Z\"");
+    assert_eq!(e1.last_name(), Some("O\\Brien"));
+    let e2 = users
+        .iter()
+        .find(|u| u.source_id() == Some("E2"))
+        .expect("E2");
+    assert_eq!(
+        e2.emails().collect::<Vec<_>>(),
+        ["Ann@acme.example", "ann.lee@acme.example"]
+    );
+    assert_eq!(e2.fields().emails.len(), 2);
+    store.close().await;
 }
