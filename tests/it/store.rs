@@ -18,6 +18,7 @@ crate::both_stores!(
 /// pbx-onboard's own connections have them.
 async fn connect_with_keys(env: &Env, b: Backend) -> sqlx::AnyConnection {
     use sqlx::Connection;
+    sqlx::any::install_default_drivers();
     let mut c = sqlx::AnyConnection::connect(&env.absolute_url())
         .await
         .expect("connect");
@@ -265,7 +266,6 @@ async fn stored_users_load_with_escaped_text_and_hand_edited_emails(b: Backend) 
     );
     let (code, report) = env.import(&[&csv]);
     assert_eq!(code, 0, "import: {report}");
-    sqlx::any::install_default_drivers();
     let mut c = connect_with_keys(&env, b).await;
     let nl = match b {
         Backend::Sqlite => "char(10)",
