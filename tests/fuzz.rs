@@ -16,7 +16,7 @@ use pbx_onboard::mail::Mailer;
 use pbx_onboard::mapping::map_all;
 use pbx_onboard::model::{Origin, StoredUser};
 use pbx_onboard::plan::{make_plan, Action, PlanInput};
-use pbx_onboard::source::csv::{parse_bytes, CsvOptions};
+use pbx_onboard::source::csv::{parse_bytes, rows_of, CsvOptions};
 use pbx_onboard::source::ldap_entry::{render_binary_id, to_record, Entry};
 use pbx_onboard::store::{OutboxItem, Payload, WelcomeItem};
 use proptest::prelude::*;
@@ -256,14 +256,21 @@ fn pipeline(bytes: &[u8]) -> Result<(), TestCaseError> {
         return Ok(()); // refused whole, with a CsvError: nothing else to check
     };
     let recorded: HashSet<u64> = file.records.iter().filter_map(|r| r.origin.row).collect();
-    for row in &file.rows {
-        let refused = file.errors.iter().any(|e| e.row == Some(row.row));
+    let mut data_rows = 0;
+    for (row, _) in rows_of(bytes).into_iter().flatten() {
+        data_rows += 1;
+        let refused = file.errors.iter().any(|e| e.row == Some(row));
         prop_assert!(
-            recorded.contains(&row.row) || refused,
+            recorded.contains(&row) || refused,
             "row {} neither read nor refused",
-            row.row
+            row
         );
     }
+    prop_assert_eq!(
+        data_rows,
+        file.data_rows,
+        "the result CSV's rows are the read's"
+    );
     for e in &file.errors {
         prop_assert_eq!(&e.file, "fuzz.csv");
         prop_assert!(e.row.is_some(), "a row error without its row: {:?}", e);

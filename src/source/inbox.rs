@@ -39,6 +39,9 @@ pub struct ResultReport<'a> {
     pub rows: Box<dyn Iterator<Item = ResultRow> + Send + 'a>,
     /// Set when the file (or its run) was refused whole.
     pub file_message: Option<String>,
+    /// Said of the whole file without refusing it (its rows' cells could
+    /// not be read again).
+    pub file_note: Option<String>,
 }
 
 impl ResultReport<'_> {
@@ -48,6 +51,7 @@ impl ResultReport<'_> {
             header: Vec::new(),
             rows: Box::new(std::iter::empty()),
             file_message: message,
+            file_note: None,
         }
     }
 }
@@ -55,7 +59,8 @@ impl ResultReport<'_> {
 #[derive(Debug, Clone)]
 pub struct ResultRow {
     pub row: u64,
-    pub cells: super::csv::Cells,
+    /// The row's cells as they are in the file.
+    pub cells: csv::StringRecord,
     pub result: String,
     pub extension: Option<String>,
     pub message: Option<String>,
@@ -271,6 +276,10 @@ pub fn write_result_csv(path: &Path, report: ResultReport<'_>) -> std::io::Resul
     if let Some(msg) = &report.file_message {
         let blank = std::iter::repeat_n("", pad + 1);
         w.write_record(blank.chain(["refused", "", msg]).map(safe_field))?;
+    }
+    if let Some(note) = &report.file_note {
+        let blank = std::iter::repeat_n("", pad + 1);
+        w.write_record(blank.chain(["note", "", note]).map(safe_field))?;
     }
     for r in report.rows {
         let row = r.row.to_string();

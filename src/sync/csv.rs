@@ -14,7 +14,7 @@ use crate::source::inbox::{self, Inbox, ResultReport, ResultRow};
 use crate::source::RecordSink;
 use crate::store::Store;
 use foldhash::{HashMap, HashMapExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What happens to the files once their run is reported.
 enum After<'a> {
@@ -67,7 +67,7 @@ impl SourceRun for CsvRun<'_> {
                     .into(),
             }));
         }
-        for f in parsed.iter().flatten().filter(|f| f.rows.is_empty()) {
+        for f in parsed.iter().flatten().filter(|f| f.data_rows == 0) {
             let mut note = format!("{} has a header but no data rows", f.path);
             if self.mode == SyncMode::Full {
                 note.push_str("; nobody was disabled because of it");
@@ -403,7 +403,8 @@ fn result_report<'p>(
         }
     };
     let applied = !report.dry_run && report.outcome != Outcome::Refused;
-    let mut by_row: HashMap<u64, &Action> = HashMap::with_capacity(f.rows.len());
+    let capacity = usize::try_from(f.data_rows).unwrap_or(0);
+    let mut by_row: HashMap<u64, &Action> = HashMap::with_capacity(capacity);
     for a in &plan.actions {
         if let Some(row) = a
             .at()
@@ -428,28 +429,51 @@ fn result_report<'p>(
         .as_ref()
         .filter(|_| !applied && !report.dry_run)
         .map(|why| format!("run refused, nothing applied: {why}"));
-    let rows = f.rows.into_iter().map(move |r| {
+    // The rows are read again rather than kept through the run. A file
+    // changed since (or gone) still gets every row's result, without its
+    // cells.
+    let again = csvsrc::reread(Path::new(&f.path), f.digest);
+    let (known, file_note) = match &again {
+        Ok(_) => (Vec::new(), None),
+        Err(e) => {
+            let mut rows: Vec<u64> = by_row.keys().chain(errors.keys()).copied().collect();
+            rows.sort_unstable();
+            rows.dedup();
+            let note = format!("{e}: the rows' cells are not repeated here");
+            (rows, Some(note))
+        }
+    };
+    let mut result_row = move |row: u64, cells: csv::StringRecord| {
         // A row's errors are its own (refused by the source, by mapping,
         // or its write failed): the kept row of a repeated employee id
         // is not one of them.
-        let (result, extension, message) = match errors.remove(&r.row) {
+        let (result, extension, message) = match errors.remove(&row) {
             Some(msgs) => ("error".to_string(), None, Some(msgs.join("; "))),
-            None => by_row.get(&r.row).map_or_else(
+            None => by_row.get(&row).map_or_else(
                 || ("skipped".into(), None, None),
                 |a| row_result(a, applied),
             ),
         };
         ResultRow {
-            row: r.row,
-            cells: r.cells,
+            row,
+            cells,
             result,
             extension,
             message,
         }
-    });
+    };
+    let rows: Box<dyn Iterator<Item = ResultRow> + Send + 'p> = match again {
+        Ok(rows) => Box::new(rows.map(move |(row, cells)| result_row(row, cells))),
+        Err(_) => Box::new(
+            known
+                .into_iter()
+                .map(move |row| result_row(row, csv::StringRecord::new())),
+        ),
+    };
     ResultReport {
         header: f.header,
-        rows: Box::new(rows),
+        rows,
         file_message,
+        file_note,
     }
 }

@@ -75,11 +75,6 @@ E1,Ann,A, a@x.example ; b@x.example ,HQ,1001,Sales|Support; Ops,Terminated,no,zz
     assert_eq!(r.status, SourceStatus::Left);
     assert_eq!(r.device, Some(crate::model::DeviceChoice::No));
     assert_eq!(r.origin.column(Field::FirstName), "FIRST_NAME");
-    assert_eq!(
-        f.rows[0].cells.len(),
-        10,
-        "unknown columns are kept for the report"
-    );
 
     let mut opts = CsvOptions::default();
     opts.extra_aliases
@@ -121,7 +116,7 @@ fn files_refused_whole() {
 #[test]
 fn header_only_file_has_no_rows() {
     let f = ok(b"Employee ID,First Name\r\n");
-    assert!(f.records.is_empty() && f.errors.is_empty() && f.rows.is_empty());
+    assert!(f.records.is_empty() && f.errors.is_empty() && f.data_rows == 0);
 }
 
 #[test]
@@ -162,7 +157,7 @@ E7,Gus\n");
         ["E1", "E7"],
         "blank rows skipped; a short row's missing cells are empty"
     );
-    assert_eq!(f.rows.len(), 7);
+    assert_eq!(f.data_rows, 7);
 }
 
 #[test]
@@ -203,20 +198,69 @@ fn device_type_and_force_login_columns() {
     );
 }
 
+/// The result CSV's second read gives back every data row as it was in the
+/// file (unknown columns, quoted line breaks, the row it started on), and
+/// refuses a file that changed since.
 #[test]
-fn packed_cells_give_back_every_cell_as_read() {
-    let rows: [&[&str]; 4] = [
-        &["E1", "", "Zoë \"Z\" Ünal", "a,b", ""],
-        &[""],
-        &[],
-        &["only"],
-    ];
-    for cells in rows {
-        let record = csv::StringRecord::from(cells.to_vec());
-        let packed = Cells::from(&record);
-        assert_eq!(packed.len(), cells.len());
-        assert_eq!(packed.is_empty(), cells.is_empty());
-        assert_eq!(packed.iter().collect::<Vec<_>>(), cells);
-        assert_eq!(cells.iter().copied().collect::<Cells>(), packed);
+fn reread_gives_back_the_rows_as_read_and_refuses_a_changed_file() {
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = d.path().join("hires.csv");
+    let text = "\u{feff}Employee ID;First Name;Title;Unknown\r\n\
+E1;Ann;\"Head of\r\nSales\";zzz\r\n\
+\r\n\
+;;;\r\n\
+E2;Bob;;\r\n\
+E2;Dup;;\r\n";
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    let mut records = Vec::new();
+    let f = read_file_each(&path, &CsvOptions::default(), &mut records)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(f.data_rows, 3);
+    let rows: Vec<(u64, Vec<String>)> = reread(&path, f.digest)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|(row, rec)| (row, rec.iter().map(String::from).collect()))
+        .collect();
+    let want = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        rows,
+        [
+            (2, want(&["E1", "Ann", "Head of\r\nSales", "zzz"])),
+            (5, want(&["E2", "Bob", "", ""])),
+            (6, want(&["E2", "Dup", "", ""])),
+        ],
+        "spreadsheet rows: a quoted line break stays in its row"
+    );
+    // The read's own row numbers are the same.
+    assert_eq!(records[1].origin.row, Some(5));
+    assert_eq!(f.errors[0].row, Some(6));
+
+    std::fs::write(&path, text.replace("Bob", "Rob")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(reread(&path, f.digest), Err(RereadError::Changed)));
+    std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(reread(&path, f.digest), Err(RereadError::Io(_))));
+}
+
+/// Windows-1252 and UTF-16 files are read again through the same decoding.
+#[test]
+fn reread_decodes_as_the_read_did() {
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let text = "Employee ID\tFirst Name\nE1\tZoë\n";
+    let (cp1252, _, _) = encoding_rs::WINDOWS_1252.encode(text);
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    for (name, bytes) in [("a.csv", cp1252.into_owned()), ("b.csv", utf16)] {
+        let path = d.path().join(name);
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        let f = read_file_each(&path, &CsvOptions::default(), &mut Vec::new())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let rows: Vec<(u64, Vec<String>)> = reread(&path, f.digest)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .map(|(row, rec)| (row, rec.iter().map(String::from).collect()))
+            .collect();
+        assert_eq!(
+            rows,
+            [(2, vec!["E1".to_string(), "Zoë".to_string()])],
+            "{name}"
+        );
     }
 }

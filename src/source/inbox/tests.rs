@@ -64,6 +64,7 @@ fn claim_then_finish_moves_the_file_beside_its_report() {
             message: Some("-2 @SUM +1".into()),
         })),
         file_message: None,
+        file_note: None,
     };
     let (moved, result) = c
         .finish(&ib, Destination::Archive, report)
