@@ -27,15 +27,103 @@ pub struct CsvFile {
     pub encoding: &'static str,
     pub delimiter: u8,
     pub header: Vec<String>,
-    /// Data rows read (blank rows not counted). The rows themselves are not
-    /// kept: the per-row result CSV reads the file again ([`reread`]),
-    /// which a 1,000,000-row file saved some 170 MB of a run's peak.
-    pub data_rows: u64,
-    /// [`digest`] of the bytes read, so that [`reread`] knows the file is
-    /// still the one that was imported.
-    pub digest: u64,
+    /// The spreadsheet row of each data row (blank rows are not data
+    /// rows). The rows themselves are not kept: the per-row result CSV reads
+    /// the file again ([`reread`]), which took some 170 MB off the peak of a
+    /// 1,000,000-row import.
+    pub rows: RowNumbers,
+    /// Size and modification time as read (`None`: not read from a file,
+    /// or it changed while it was read): [`reread`] reads the file again
+    /// only while they are the same.
+    pub stamp: Option<Stamp>,
     pub records: Vec<StaffRecord>,
     pub errors: Vec<RowError>,
+}
+
+/// Spreadsheet row numbers of a file's data rows, in order, kept as the
+/// places where a row is not the one after the previous (after a blank
+/// row): nothing at all for a plain export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowNumbers {
+    len: u64,
+    last: u64,
+    /// (index of the data row, its row number) where it jumps.
+    jumps: Vec<(u64, u64)>,
+}
+
+impl RowNumbers {
+    fn push(&mut self, row: u64) {
+        // The header is row 1.
+        if row != self.last.max(1) + 1 {
+            self.jumps.push((self.len, row));
+        }
+        self.len += 1;
+        self.last = row;
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl IntoIterator for RowNumbers {
+    type Item = u64;
+    type IntoIter = RowNumbersIter;
+
+    fn into_iter(self) -> RowNumbersIter {
+        RowNumbersIter {
+            numbers: self,
+            index: 0,
+            jump: 0,
+            row: 1,
+        }
+    }
+}
+
+pub struct RowNumbersIter {
+    numbers: RowNumbers,
+    index: u64,
+    jump: usize,
+    row: u64,
+}
+
+impl Iterator for RowNumbersIter {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        if self.index >= self.numbers.len {
+            return None;
+        }
+        self.row = match self.numbers.jumps.get(self.jump) {
+            Some(&(at, row)) if at == self.index => {
+                self.jump += 1;
+                row
+            }
+            _ => self.row + 1,
+        };
+        self.index += 1;
+        Some(self.row)
+    }
+}
+
+/// A file's size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,11 +187,15 @@ pub fn read_file_each(
     sink: &mut impl RecordSink,
 ) -> Result<CsvFile, CsvError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| CsvError::Io {
+    let io = |source| CsvError::Io {
         file: name.clone(),
         source,
-    })?;
-    parse_bytes_each(&name, &bytes, opts, sink)
+    };
+    let before = std::fs::metadata(path).map_err(io)?;
+    let bytes = std::fs::read(path).map_err(io)?;
+    let mut f = parse_bytes_each(&name, &bytes, opts, sink)?;
+    f.stamp = Some(Stamp::of(&before)).filter(|s| s.len == bytes.len() as u64);
+    Ok(f)
 }
 
 /// Parses a whole file, its records collected in `records`.
@@ -270,8 +362,8 @@ fn reader<R: std::io::Read>(delimiter: u8, from: R) -> csv::Reader<R> {
 }
 
 /// The records after the header, each with the spreadsheet row it starts
-/// on (header = row 1; blank rows included). The read and the result CSV's
-/// second read number rows through this one iterator, so they agree.
+/// on (header = row 1; blank rows included), as a spreadsheet numbers them:
+/// a quoted line break stays in its row, a blank line is a row.
 struct Numbered<R, B> {
     records: csv::StringRecordsIntoIter<R>,
     lines: LineCounter<B>,
@@ -328,14 +420,6 @@ impl<R: std::io::Read, B: AsRef<[u8]>> Iterator for Numbered<R, B> {
     }
 }
 
-/// What tells a file's bytes from other bytes within one process: the
-/// result CSV reads the file again only if it is still what was imported.
-/// Not a checksum kept anywhere (foldhash with a fixed seed).
-pub fn digest(bytes: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x7062_785f_6373_7600).hash_one(bytes)
-}
-
 /// Parses a file, handing each record to `sink` as it is read. A record
 /// handed over stays handed over if the file is then refused whole
 /// (truncated): the caller drops what it got on `Err`.
@@ -345,7 +429,6 @@ pub fn parse_bytes_each(
     opts: &CsvOptions,
     sink: &mut impl RecordSink,
 ) -> Result<CsvFile, CsvError> {
-    let digest = digest(bytes);
     let (text, encoding) = decode(bytes);
     if let Some(why) = not_text(&text) {
         return Err(CsvError::NotText {
@@ -386,8 +469,8 @@ pub fn parse_bytes_each(
         encoding,
         delimiter,
         header: header.clone(),
-        data_rows: 0,
-        digest,
+        rows: RowNumbers::default(),
+        stamp: None,
         records: Vec::new(),
         errors: Vec::new(),
     };
@@ -410,7 +493,7 @@ pub fn parse_bytes_each(
             row: Some(row),
             columns: names.clone(),
         };
-        out.data_rows += 1;
+        out.rows.push(row);
         match row_record(&cells, &header, &columns, origin, &mut first_seen) {
             Ok(r) => sink.record(r),
             Err(mut e) => out.errors.append(&mut e),
@@ -438,10 +521,10 @@ pub fn parse_bytes_each(
 }
 
 /// A file's data rows as they are in it, read again for its per-row
-/// result CSV instead of held through the run; blank rows are skipped as
-/// the read skipped them.
+/// result CSV instead of held through the run, with their row numbers.
 pub struct DataRows {
-    rows: Numbered<std::io::Cursor<Arc<[u8]>>, Arc<[u8]>>,
+    records: csv::StringRecordsIntoIter<Box<dyn std::io::Read + Send>>,
+    rows: RowNumbersIter,
 }
 
 impl Iterator for DataRows {
@@ -449,10 +532,10 @@ impl Iterator for DataRows {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            // The bytes parsed whole when they were imported.
-            let (row, rec) = self.rows.next()?.ok()?;
+            // The same text parsed whole when it was imported.
+            let rec = self.records.next()?.ok()?;
             if !is_blank(&rec) {
-                return Some((row, rec));
+                return Some((self.rows.next()?, rec));
             }
         }
     }
@@ -467,29 +550,42 @@ pub enum RereadError {
     Changed,
 }
 
-/// The data rows of a file imported before (`digest` from its
-/// [`CsvFile`]), unless its bytes are no longer the ones imported.
-pub fn reread(path: &Path, digest: u64) -> Result<DataRows, RereadError> {
-    let bytes = std::fs::read(path)?;
-    if self::digest(&bytes) != digest {
-        return Err(RereadError::Changed);
+fn data_rows(f: &CsvFile, text: Box<dyn std::io::Read + Send>) -> DataRows {
+    let mut records = reader(f.delimiter, text).into_records();
+    // The header.
+    records.next();
+    DataRows {
+        records,
+        rows: f.rows.clone().into_iter(),
     }
-    // The same bytes had a header when they were imported.
-    rows_of(&bytes).ok_or(RereadError::Changed)
 }
 
-/// The data rows of bytes that parse as a CSV file (`None`: no header).
-pub fn rows_of(bytes: &[u8]) -> Option<DataRows> {
-    let (text, delimiter) = {
-        let (text, _) = decode(bytes);
-        let delimiter = detect_delimiter(&text);
-        (Arc::<[u8]>::from(text.as_bytes()), delimiter)
-    };
-    let rdr = reader(delimiter, std::io::Cursor::new(text.clone()));
-    match Numbered::new(rdr, text) {
-        Ok(Some((_, rows))) => Some(DataRows { rows }),
-        Ok(None) | Err(_) => None,
+/// The data rows of a file read before (as `f`) from `path`, while its
+/// size and modification time are those it was read with. A UTF-8 file is
+/// streamed, not held: the result CSV of a large file was the peak of its
+/// import when it read the whole file again.
+pub fn reread(path: &Path, f: &CsvFile) -> Result<DataRows, RereadError> {
+    use std::io::{BufRead, Read};
+    let mut file = std::fs::File::open(path)?;
+    if f.stamp != Some(Stamp::of(&file.metadata()?)) {
+        return Err(RereadError::Changed);
     }
+    if f.encoding == "UTF-8" {
+        let mut text = std::io::BufReader::with_capacity(1 << 16, file);
+        if text.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+            text.consume(3);
+        }
+        return Ok(data_rows(f, Box::new(text)));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(rows_in(f, &bytes))
+}
+
+/// The data rows of `bytes`, read before as `f`.
+pub fn rows_in(f: &CsvFile, bytes: &[u8]) -> DataRows {
+    let text = decode(bytes).0.into_owned().into_bytes();
+    data_rows(f, Box::new(std::io::Cursor::new(text)))
 }
 
 /// Which column holds each field.

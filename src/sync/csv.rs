@@ -67,7 +67,7 @@ impl SourceRun for CsvRun<'_> {
                     .into(),
             }));
         }
-        for f in parsed.iter().flatten().filter(|f| f.data_rows == 0) {
+        for f in parsed.iter().flatten().filter(|f| f.rows.is_empty()) {
             let mut note = format!("{} has a header but no data rows", f.path);
             if self.mode == SyncMode::Full {
                 note.push_str("; nobody was disabled because of it");
@@ -104,7 +104,7 @@ impl SourceRun for CsvRun<'_> {
                         true => FileStatus::Read,
                         false => FileStatus::Refused,
                     };
-                    let result = result_report(file, plan, report);
+                    let result = result_report(path, file, plan, report);
                     inbox::write_result_csv(&out, result).map_err(io(&out))?;
                     report.files.push(FileReport {
                         file: path.display().to_string(),
@@ -127,7 +127,7 @@ impl SourceRun for CsvRun<'_> {
                     })
                 });
                 let ok = file.is_ok() && !read_failed && report.outcome != Outcome::Refused;
-                let result = result_report(file, plan, report);
+                let result = result_report(&claimed.path, file, plan, report);
                 let (to, status) = match ok {
                     true => (inbox::Destination::Archive, FileStatus::Archived),
                     false => (inbox::Destination::Failed, FileStatus::Failed),
@@ -391,6 +391,7 @@ fn row_result(a: &Action, applied: bool) -> RowResult {
 /// rows are made as the result CSV is written, from the plan's actions
 /// found by row, so the results of a large file are never all held.
 fn result_report<'p>(
+    path: &Path,
     file: Result<CsvFile, RowError>,
     plan: Option<&'p Plan>,
     report: &RunReport,
@@ -403,7 +404,7 @@ fn result_report<'p>(
         }
     };
     let applied = !report.dry_run && report.outcome != Outcome::Refused;
-    let capacity = usize::try_from(f.data_rows).unwrap_or(0);
+    let capacity = usize::try_from(f.rows.len()).unwrap_or(0);
     let mut by_row: HashMap<u64, &Action> = HashMap::with_capacity(capacity);
     for a in &plan.actions {
         if let Some(row) = a
@@ -432,7 +433,7 @@ fn result_report<'p>(
     // The rows are read again rather than kept through the run. A file
     // changed since (or gone) still gets every row's result, without its
     // cells.
-    let again = csvsrc::reread(Path::new(&f.path), f.digest);
+    let again = csvsrc::reread(path, &f);
     let (known, file_note) = match &again {
         Ok(_) => (Vec::new(), None),
         Err(e) => {

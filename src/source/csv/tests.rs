@@ -116,7 +116,7 @@ fn files_refused_whole() {
 #[test]
 fn header_only_file_has_no_rows() {
     let f = ok(b"Employee ID,First Name\r\n");
-    assert!(f.records.is_empty() && f.errors.is_empty() && f.data_rows == 0);
+    assert!(f.records.is_empty() && f.errors.is_empty() && f.rows.is_empty());
 }
 
 #[test]
@@ -157,7 +157,7 @@ E7,Gus\n");
         ["E1", "E7"],
         "blank rows skipped; a short row's missing cells are empty"
     );
-    assert_eq!(f.data_rows, 7);
+    assert_eq!(f.rows.len(), 7);
 }
 
 #[test]
@@ -215,8 +215,8 @@ E2;Dup;;\r\n";
     let mut records = Vec::new();
     let f = read_file_each(&path, &CsvOptions::default(), &mut records)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(f.data_rows, 3);
-    let rows: Vec<(u64, Vec<String>)> = reread(&path, f.digest)
+    assert_eq!(f.rows.len(), 3);
+    let rows: Vec<(u64, Vec<String>)> = reread(&path, &f)
         .unwrap_or_else(|e| panic!("{e}"))
         .map(|(row, rec)| (row, rec.iter().map(String::from).collect()))
         .collect();
@@ -234,10 +234,10 @@ E2;Dup;;\r\n";
     assert_eq!(records[1].origin.row, Some(5));
     assert_eq!(f.errors[0].row, Some(6));
 
-    std::fs::write(&path, text.replace("Bob", "Rob")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(reread(&path, f.digest), Err(RereadError::Changed)));
+    std::fs::write(&path, text.replace("Bob", "Robert")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(reread(&path, &f), Err(RereadError::Changed)));
     std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(reread(&path, f.digest), Err(RereadError::Io(_))));
+    assert!(matches!(reread(&path, &f), Err(RereadError::Io(_))));
 }
 
 /// Windows-1252 and UTF-16 files are read again through the same decoding.
@@ -253,7 +253,7 @@ fn reread_decodes_as_the_read_did() {
         std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
         let f = read_file_each(&path, &CsvOptions::default(), &mut Vec::new())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let rows: Vec<(u64, Vec<String>)> = reread(&path, f.digest)
+        let rows: Vec<(u64, Vec<String>)> = reread(&path, &f)
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .map(|(row, rec)| (row, rec.iter().map(String::from).collect()))
             .collect();
@@ -263,4 +263,16 @@ fn reread_decodes_as_the_read_did() {
             "{name}"
         );
     }
+}
+
+/// Row numbers survive blank lines anywhere, the first data row included.
+#[test]
+fn row_numbers_follow_blank_lines() {
+    let bytes = b"Employee ID,First Name\n\nE1,Ann\nE2,Bob\n\n\n,\nE3,Cy\nE4,Dan\n";
+    let f = ok(bytes);
+    let read: Vec<Option<u64>> = f.records.iter().map(|r| r.origin.row).collect();
+    assert_eq!(read, [Some(3), Some(4), Some(8), Some(9)]);
+    let again: Vec<u64> = rows_in(&f, bytes).map(|(row, _)| row).collect();
+    assert_eq!(again, [3, 4, 8, 9]);
+    assert_eq!(f.rows.clone().into_iter().collect::<Vec<_>>(), again);
 }
