@@ -166,6 +166,12 @@ impl Allocator {
         self.taken.insert(n)
     }
 
+    /// Frees a number taken with [`Allocator::take`] (a request planned,
+    /// then rolled back with its file).
+    pub fn release(&mut self, n: u64) {
+        self.taken.remove(&n);
+    }
+
     pub fn is_taken(&self, n: u64) -> bool {
         self.taken.contains(&n)
     }

@@ -1,5 +1,9 @@
 //! Choosing a new user's extension: the one the row asks for when the
 //! numbering plan allows it, else the lowest free one in the site's ranges.
+//! Requests are answered as rows are planned; free numbers are handed out
+//! once the whole read is planned, so an earlier row given "any free
+//! number" never takes a later row's own (found by fuzzing: the same file
+//! then conflicted on every import).
 
 use crate::config::DomainConfig;
 use crate::mapping::UserSpec;
@@ -7,53 +11,57 @@ use crate::model::{Extension, StoredUser};
 use crate::numbering::{check_requested, Allocator};
 use foldhash::{HashMap, HashSet};
 
-/// The row's own extension if valid, in the plan, not reserved and free;
-/// otherwise the lowest free number in the site's (else the domain's) ranges.
-/// A requested extension held by another user is a conflict.
-pub(super) fn pick_extension(
+/// What a new row's own extension request comes to.
+pub(super) enum Requested {
+    /// The row asks for this one and gets it.
+    Granted(Extension),
+    /// A requested extension held by another user (or row) is a conflict.
+    Conflict(String),
+    /// No request, or one the numbering plan does not allow (`note` says
+    /// why): the row gets a free number once the read is planned.
+    Free { note: Option<String> },
+}
+
+/// The row's own extension if valid, in the plan, not reserved and free.
+pub(super) fn requested_extension(
     spec: &UserSpec,
     d: &DomainConfig,
     by_ext: &HashMap<&str, &StoredUser>,
     alloc: &mut Allocator,
     claimed_alpha: &mut HashSet<String>,
-    asked: &mut HashSet<u64>,
-) -> Result<(Extension, Option<String>), String> {
-    let mut note = None;
-    if let Some(req) = &spec.requested_extension {
-        if let Some(holder) = by_ext.get(req.as_str()) {
-            let owner = match (holder.source(), holder.source_id()) {
-                (Some(s), Some(id)) => format!("{s} id {id}"),
-                _ => "a user created by hand".to_string(),
-            };
-            return Err(format!("extension {req} is already used by {owner}"));
-        }
-        match req.number() {
-            None => {
-                if claimed_alpha.insert(req.as_str().to_string()) {
-                    return Ok((req.clone(), None));
-                }
-                return Err(format!("extension {req} is already used in this run"));
-            }
-            Some(n) => match check_requested(req, &d.numbering, &d.reserved) {
-                // Held back for this row since planning began.
-                Ok(()) if asked.remove(&n) => return Ok((req.clone(), None)),
-                Ok(()) if alloc.is_taken(n) => {
-                    return Err(format!("extension {req} is already used in this run"))
-                }
-                Ok(()) => {
-                    alloc.take(n);
-                    return Ok((req.clone(), None));
-                }
-                Err(why) => note = Some(format!("{why}; a free extension was assigned instead")),
-            },
-        }
+) -> Requested {
+    let Some(req) = &spec.requested_extension else {
+        return Requested::Free { note: None };
+    };
+    if let Some(holder) = by_ext.get(req.as_str()) {
+        let owner = match (holder.source(), holder.source_id()) {
+            (Some(s), Some(id)) => format!("{s} id {id}"),
+            _ => "a user created by hand".to_string(),
+        };
+        return Requested::Conflict(format!("extension {req} is already used by {owner}"));
     }
-    let site_ranges = spec
-        .fields
-        .site
-        .as_deref()
-        .and_then(|s| d.site(s))
-        .map(|s| s.numbering.as_slice());
+    let used = || Requested::Conflict(format!("extension {req} is already used in this run"));
+    match req.number() {
+        None if claimed_alpha.insert(req.as_str().to_string()) => Requested::Granted(req.clone()),
+        None => used(),
+        Some(n) => match check_requested(req, &d.numbering, &d.reserved) {
+            Ok(()) if alloc.take(n) => Requested::Granted(req.clone()),
+            Ok(()) => used(),
+            Err(why) => Requested::Free {
+                note: Some(format!("{why}; a free extension was assigned instead")),
+            },
+        },
+    }
+}
+
+/// The lowest free number in the site's (else the domain's) ranges.
+pub(super) fn free_extension(
+    site: Option<&str>,
+    note: Option<String>,
+    d: &DomainConfig,
+    alloc: &mut Allocator,
+) -> Result<(Extension, Option<String>), String> {
+    let site_ranges = site.and_then(|s| d.site(s)).map(|s| s.numbering.as_slice());
     let ranges = match site_ranges {
         Some(r) if !r.is_empty() => r,
         _ => d.numbering.as_slice(),

@@ -203,121 +203,267 @@ impl<'a> Stored<'a> {
     }
 }
 
-pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
-    let d = input.domain;
-    let stored = Stored::index(input.stored, input.source);
-    let mut alloc = Allocator::new(input.stored.iter().filter_map(StoredUser::extension_number));
-    let mut claimed_alpha: HashSet<String> = HashSet::new();
-    // Free numbers that new rows ask for are held back from allocation, so
-    // an earlier row given "any free number" never takes a later row's own
-    // (found by fuzzing: the same file then conflicted on every import).
-    let mut asked: HashSet<u64> = HashSet::new();
-    for spec in &input.specs {
-        let Some(req) = &spec.requested_extension else {
-            continue;
-        };
-        let new = spec.active && !stored.owned.contains_key(spec.source_id.as_str());
-        let free = !stored.by_ext.contains_key(req.as_str())
-            && check_requested(req, &d.numbering, &d.reserved).is_ok();
-        if let Some(n) = req.number().filter(|n| new && free && !alloc.is_taken(*n)) {
-            alloc.take(n);
-            asked.insert(n);
+/// A run's inputs other than its specs.
+pub struct PlanContext<'a> {
+    pub source: &'a str,
+    pub mode: SyncMode,
+    pub delete_after_days: Option<u32>,
+    pub domain: &'a DomainConfig,
+    pub limits: &'a Limits,
+    /// See [`PlanInput::changed_only`].
+    pub changed_only: bool,
+    pub stored: &'a [StoredUser],
+    pub base_revision: i64,
+    pub now: i64,
+}
+
+/// Plans a read spec by spec, as its records are mapped, so that a run
+/// never holds all its specs: an unchanged user's spec is dropped as soon
+/// as it is planned. [`make_plan`] is the same over specs already held.
+pub struct Planner<'a> {
+    cx: PlanContext<'a>,
+    stored: Stored<'a>,
+    alloc: Allocator,
+    claimed_alpha: HashSet<String>,
+    /// Ids of this source's users that the read names.
+    seen: HashSet<i64>,
+    specs: usize,
+    /// Accounts disabled in the directory that a changed-only read keeps.
+    held: usize,
+    actions: Vec<Action>,
+    /// New users waiting for a free extension, handed out once the whole
+    /// read is planned (see `extension`).
+    waiting: Vec<Waiting>,
+    mark: PlanMark,
+}
+
+/// A new user's action (at `index`, a placeholder until then) waiting for
+/// a free extension.
+struct Waiting {
+    index: usize,
+    fields: Box<UserFields>,
+    /// Why the extension the row asked for is not used.
+    note: Option<String>,
+}
+
+/// Where [`Planner::rollback`] goes back to.
+#[derive(Debug, Clone, Copy, Default)]
+struct PlanMark {
+    actions: usize,
+    waiting: usize,
+    specs: usize,
+    held: usize,
+}
+
+impl<'a> Planner<'a> {
+    /// `expected`: about how many specs will come (room for their actions).
+    pub fn new(cx: PlanContext<'a>, expected: usize) -> Planner<'a> {
+        let stored = Stored::index(cx.stored, cx.source);
+        let alloc = Allocator::new(cx.stored.iter().filter_map(StoredUser::extension_number));
+        Planner {
+            cx,
+            stored,
+            alloc,
+            claimed_alpha: HashSet::new(),
+            seen: HashSet::new(),
+            specs: 0,
+            held: 0,
+            actions: Vec::with_capacity(expected),
+            waiting: Vec::new(),
+            mark: PlanMark::default(),
         }
     }
-    let mut notes = Vec::new();
-    // Ids of this source's users that the read names.
-    let mut seen: HashSet<i64> = HashSet::new();
-    let read_anyone = !input.specs.is_empty();
-    let mut held = 0usize;
-    let mut actions = Vec::with_capacity(input.specs.len());
 
-    for spec in std::mem::take(&mut input.specs) {
+    /// Plans one spec (in the order the read gives them).
+    pub fn add(&mut self, spec: UserSpec) {
+        self.specs += 1;
+        let d = self.cx.domain;
         let at = RowRef {
             file: spec.file.clone(),
             row: spec.row,
         };
-        if let Some(user) = stored.owned.get(spec.source_id.as_str()) {
-            seen.insert(user.id);
-            let (action, kept) = known_user(user, spec, at, d, input.changed_only);
-            held += usize::from(kept);
-            actions.push(action);
-            continue;
+        let owned: Option<&'a StoredUser> = self.stored.owned.get(spec.source_id.as_str()).copied();
+        if let Some(user) = owned {
+            self.seen.insert(user.id);
+            let (action, kept) = known_user(user, spec, at, d, self.cx.changed_only);
+            self.held += usize::from(kept);
+            self.actions.push(action);
+            return;
         }
-        let sid = spec.source_id.clone();
         if !spec.active {
-            actions.push(Action::Unchanged {
-                source_id: sid,
+            self.actions.push(Action::Unchanged {
+                source_id: spec.source_id,
                 at,
                 extension: None,
                 note: Some("marked as left and not in the PBX: nothing to do".into()),
             });
-            continue;
+            return;
         }
-        match pick_extension(
+        let requested = requested_extension(
             &spec,
             d,
-            &stored.by_ext,
-            &mut alloc,
-            &mut claimed_alpha,
-            &mut asked,
-        ) {
-            Ok((extension, note)) => {
-                if let Some(n) = &note {
-                    notes.push(format!("{}: {n}", describe(&at, &sid)));
-                }
-                actions.push(Action::Create {
-                    source_id: sid,
-                    at,
-                    extension,
+            &self.stored.by_ext,
+            &mut self.alloc,
+            &mut self.claimed_alpha,
+        );
+        let source_id = spec.source_id;
+        let action = match requested {
+            Requested::Granted(extension) => Action::Create {
+                source_id,
+                at,
+                extension,
+                fields: spec.fields,
+                note: None,
+            },
+            Requested::Conflict(reason) => Action::Conflict {
+                source_id,
+                at,
+                reason,
+            },
+            Requested::Free { note } => {
+                self.waiting.push(Waiting {
+                    index: self.actions.len(),
                     fields: spec.fields,
                     note,
                 });
+                Action::Conflict {
+                    source_id,
+                    at,
+                    reason: String::new(),
+                }
             }
-            Err(reason) => actions.push(Action::Conflict {
-                source_id: sid,
-                at,
-                reason,
-            }),
+        };
+        self.actions.push(action);
+    }
+
+    /// Remembers where planning stands (the start of a file).
+    pub fn mark(&mut self) {
+        self.mark = PlanMark {
+            actions: self.actions.len(),
+            waiting: self.waiting.len(),
+            specs: self.specs,
+            held: self.held,
+        };
+    }
+
+    /// Forgets what was planned since [`Planner::mark`] (a file refused
+    /// whole after some of its rows were planned): its actions, the users
+    /// they named and the extensions they asked for.
+    pub fn rollback(&mut self) {
+        let m = self.mark;
+        self.waiting.truncate(m.waiting);
+        for a in self.actions.drain(m.actions.min(self.actions.len())..) {
+            if let Some(u) = self.stored.owned.get(a.source_id()) {
+                self.seen.remove(&u.id);
+            } else if let Action::Create { extension, .. } = &a {
+                match extension.number() {
+                    Some(n) => self.alloc.release(n),
+                    None => {
+                        self.claimed_alpha.remove(extension.as_str());
+                    }
+                }
+            }
+        }
+        self.specs = m.specs;
+        self.held = m.held;
+    }
+
+    /// The plan: free extensions handed out, this source's users the read
+    /// did not name, billable impact and the safety verdict.
+    pub fn finish(mut self, errors: Vec<RowError>, complete: bool, files: Vec<String>) -> Plan {
+        let d = self.cx.domain;
+        let mut notes = Vec::new();
+        for w in std::mem::take(&mut self.waiting) {
+            let Some(slot) = self.actions.get_mut(w.index) else {
+                continue;
+            };
+            let (source_id, at) = match slot {
+                Action::Conflict { source_id, at, .. } => (std::mem::take(source_id), at.clone()),
+                _ => continue,
+            };
+            let site = w.fields.site.as_deref();
+            *slot = match free_extension(site, w.note, d, &mut self.alloc) {
+                Ok((extension, note)) => {
+                    if let Some(n) = &note {
+                        notes.push(format!("{}: {n}", describe(&at, &source_id)));
+                    }
+                    Action::Create {
+                        source_id,
+                        at,
+                        extension,
+                        fields: w.fields,
+                        note,
+                    }
+                }
+                Err(reason) => Action::Conflict {
+                    source_id,
+                    at,
+                    reason,
+                },
+            };
+        }
+
+        // Only a complete, non-empty full read may disable anyone for being absent.
+        let cx = &self.cx;
+        let read_counts = cx.mode == SyncMode::Full && complete && self.specs > 0;
+        let absent = Absent {
+            refused: &errors,
+            delete_after_days: cx.delete_after_days,
+            now: cx.now,
+            read_counts,
+        };
+        absent.plan(&self.stored, &self.seen, &mut self.actions);
+
+        if self.held > 0 {
+            notes.push(format!(
+                "{} accounts are disabled in the directory: a changed-only read disables no one, the next full read will",
+                self.held
+            ));
+        }
+        let billable = count_billable(&self.actions, &self.stored.owned);
+        let active_owned = self
+            .stored
+            .owned
+            .values()
+            .filter(|u| u.status == Status::Active)
+            .count() as u64;
+        let refused = safety_verdict(&self.actions, active_owned, billable, cx.limits);
+        Plan {
+            format: PLAN_FORMAT,
+            source: cx.source.to_string(),
+            domain: d.name.clone(),
+            mode: cx.mode,
+            complete,
+            base_revision: cx.base_revision,
+            created_at: cx.now,
+            files,
+            actions: self.actions,
+            errors,
+            billable,
+            refused,
+            notes,
         }
     }
+}
 
-    // Only a complete, non-empty full read may disable anyone for being absent.
-    let read_counts = input.mode == SyncMode::Full && input.complete && read_anyone;
-    let absent = Absent {
-        refused: &input.errors,
-        delete_after_days: input.delete_after_days,
-        now: input.now,
-        read_counts,
-    };
-    absent.plan(&stored, &seen, &mut actions);
-
-    if held > 0 {
-        notes.push(format!(
-            "{held} accounts are disabled in the directory: a changed-only read disables no one, the next full read will"
-        ));
-    }
-    let billable = count_billable(&actions, &stored.owned);
-    let active_owned = stored
-        .owned
-        .values()
-        .filter(|u| u.status == Status::Active)
-        .count() as u64;
-    let refused = safety_verdict(&actions, active_owned, billable, input.limits);
-    Plan {
-        format: PLAN_FORMAT,
-        source: input.source.to_string(),
-        domain: d.name.clone(),
+pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
+    let specs = std::mem::take(&mut input.specs);
+    let cx = PlanContext {
+        source: input.source,
         mode: input.mode,
-        complete: input.complete,
+        delete_after_days: input.delete_after_days,
+        domain: input.domain,
+        limits: input.limits,
+        changed_only: input.changed_only,
+        stored: input.stored,
         base_revision: input.base_revision,
-        created_at: input.now,
-        files: input.files,
-        actions,
-        errors: input.errors,
-        billable,
-        refused,
-        notes,
+        now: input.now,
+    };
+    let mut planner = Planner::new(cx, specs.len());
+    for spec in specs {
+        planner.add(spec);
     }
+    planner.finish(input.errors, input.complete, input.files)
 }
 
 /// What to do with a user this source already owns, and whether it is an
@@ -493,6 +639,6 @@ mod tests;
 
 pub use diff::{diff, ChangedField};
 use diff::{merged, same};
-use extension::pick_extension;
+use extension::{free_extension, requested_extension, Requested};
 pub use safety::Refusal;
 use safety::{count_billable, safety_verdict};
