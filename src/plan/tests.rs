@@ -666,3 +666,74 @@ fn packed_stored_users_compare_like_diff_and_unpack_as_packed() {
     assert_eq!(hand_made.extension_number(), None);
     assert_eq!(hand_made.fields(), fields("b"));
 }
+
+/// A file refused whole after some of its rows were planned leaves no
+/// trace: its actions are gone, the number and alpha extension it asked
+/// for are free again, and the user it named is no longer seen.
+#[test]
+fn rollback_forgets_a_refused_files_rows() {
+    let cfg = config("");
+    let stored = vec![stored(1, "1009", Some("hr"), "known", Status::Active)];
+    let cx = || PlanContext {
+        source: "hr",
+        mode: SyncMode::Full,
+        delete_after_days: None,
+        domain: &cfg.domains[0],
+        limits: &cfg.limits,
+        changed_only: false,
+        stored: &stored,
+        base_revision: 7,
+        now: 1_000_000,
+    };
+    let ask = |id: &str, ext: &str| {
+        with(id, |s| {
+            s.requested_extension = Extension::parse(ext).ok();
+        })
+    };
+    let mut p = Planner::new(cx(), 4);
+    p.mark();
+    p.add(spec("a"));
+    p.mark();
+    p.add(ask("b", "1000"));
+    p.add(ask("c", "sales"));
+    p.add(spec("known"));
+    p.add(spec("d"));
+    p.rollback();
+    p.mark();
+    p.add(ask("e", "1000"));
+    p.add(ask("f", "sales"));
+    let plan = p.finish(Vec::new(), true, Vec::new());
+    let got: Vec<(&str, &str, Option<String>)> = plan
+        .actions
+        .iter()
+        .map(|a| (a.name(), a.source_id(), ext_of(a)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("create", "a", Some("1001".into())),
+            ("create", "e", Some("1000".into())),
+            ("create", "f", Some("sales".into())),
+            ("disable", "known", Some("1009".into())),
+        ],
+        "the rolled-back rows left nothing; `known` is absent again"
+    );
+
+    // The same rows without the refused file, planned from held specs.
+    let whole = make_plan(PlanInput {
+        source: "hr",
+        mode: SyncMode::Full,
+        delete_after_days: None,
+        domain: &cfg.domains[0],
+        limits: &cfg.limits,
+        specs: vec![spec("a"), ask("e", "1000"), ask("f", "sales")],
+        errors: Vec::new(),
+        complete: true,
+        changed_only: false,
+        stored: &stored,
+        base_revision: 7,
+        now: 1_000_000,
+        files: Vec::new(),
+    });
+    assert_eq!(whole.actions, plan.actions);
+}
