@@ -231,18 +231,57 @@ pub fn map_record(
     })
 }
 
+/// What a streaming [`Mapper`] hands on as it maps (see
+/// [`Mapper::stream_to`]).
+#[derive(Debug)]
+pub enum Mapped {
+    /// About this many more specs are coming (a CSV file once decoded).
+    Expect(usize),
+    /// Specs, in the order their records came.
+    Specs(Vec<UserSpec>),
+    /// A file starts: what follows may be rolled back to here.
+    Mark,
+    /// The file since the last mark was refused whole: forget its specs.
+    Rollback,
+}
+
+/// Where a streaming [`Mapper`] sends what it maps.
+pub struct MappedSink(Box<dyn FnMut(Mapped) + Send>);
+
+impl MappedSink {
+    pub fn new(f: impl FnMut(Mapped) + Send + 'static) -> Self {
+        MappedSink(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for MappedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MappedSink")
+    }
+}
+
+/// Specs a streaming mapper sends at a time.
+const BATCH: usize = 1024;
+
 /// Maps the records of one read one at a time, as a source reads them, so
 /// a read never holds all its records and all their specs at once. A
 /// requested extension that an earlier record of the same read already
 /// asked for refuses the later record. Shares the domain and owns a copy of
-/// the rules, so a source can map on its reader thread.
+/// the rules, so a source can map on its reader thread. A streaming mapper
+/// ([`Mapper::stream_to`]) sends its specs on in batches, so the run plans
+/// them while the read goes on and never holds them all either.
 #[derive(Debug)]
 pub struct Mapper {
     domain: std::sync::Arc<DomainConfig>,
     rules: Vec<Rule>,
-    first_row: foldhash::HashMap<Extension, Option<u64>>,
+    /// Each requested extension: the row that asked first, and its spec's
+    /// index in the read.
+    first_row: foldhash::HashMap<Extension, (Option<u64>, usize)>,
     specs: Vec<UserSpec>,
     errors: Vec<RowError>,
+    sink: Option<MappedSink>,
+    /// Specs sent to the sink so far.
+    sent: usize,
 }
 
 impl Mapper {
@@ -253,13 +292,34 @@ impl Mapper {
             first_row: Default::default(),
             specs: Vec::new(),
             errors: Vec::new(),
+            sink: None,
+            sent: 0,
         }
+    }
+
+    /// Sends specs to `sink` as they are mapped instead of keeping them.
+    pub fn stream_to(&mut self, sink: MappedSink) {
+        self.sink = Some(sink);
     }
 
     /// Room for `n` more specs (a source that knows its size up front).
     pub fn reserve(&mut self, n: usize) {
-        // Exact: a second, small file must not double a large first one.
-        self.specs.reserve_exact(n);
+        match &mut self.sink {
+            Some(sink) => (sink.0)(Mapped::Expect(n)),
+            // Exact: a second, small file must not double a large first one.
+            None => self.specs.reserve_exact(n),
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(sink) = &mut self.sink else {
+            return;
+        };
+        if !self.specs.is_empty() {
+            let batch = std::mem::replace(&mut self.specs, Vec::with_capacity(BATCH));
+            self.sent += batch.len();
+            (sink.0)(Mapped::Specs(batch));
+        }
     }
 
     /// Maps one record: its spec is kept, or its row errors are.
@@ -268,7 +328,7 @@ impl Mapper {
         match map_record(r, &self.domain, &self.rules) {
             Ok(spec) => {
                 if let Some(ext) = &spec.requested_extension {
-                    if let Some(first) = self.first_row.get(ext) {
+                    if let Some((first, _)) = self.first_row.get(ext) {
                         let at = first.map_or(String::new(), |row| format!(" on row {row}"));
                         self.errors.push(RowError {
                             file: spec.file.to_string(),
@@ -279,9 +339,13 @@ impl Mapper {
                         });
                         return;
                     }
-                    self.first_row.insert(ext.clone(), spec.row);
+                    let index = self.sent + self.specs.len();
+                    self.first_row.insert(ext.clone(), (spec.row, index));
                 }
                 self.specs.push(spec);
+                if self.sink.is_some() && self.specs.len() >= BATCH {
+                    self.flush();
+                }
             }
             Err(mut e) => self.errors.append(&mut e),
         }
@@ -296,9 +360,13 @@ impl Mapper {
     }
 
     /// Where the mapping stands, to [`Mapper::rollback`] to.
-    pub fn mark(&self) -> MapMark {
+    pub fn mark(&mut self) -> MapMark {
+        self.flush();
+        if let Some(sink) = &mut self.sink {
+            (sink.0)(Mapped::Mark);
+        }
         MapMark {
-            specs: self.specs.len(),
+            specs: self.sent + self.specs.len(),
             errors: self.errors.len(),
         }
     }
@@ -307,19 +375,20 @@ impl Mapper {
     /// some of its records were mapped): its specs, its refusals, and the
     /// extensions its specs requested.
     pub fn rollback(&mut self, mark: MapMark) {
-        let from = mark.specs.min(self.specs.len());
-        for spec in self.specs.drain(from..) {
-            // Only the first asker of an extension is kept as a spec, so
-            // each such spec is the one that put its extension here.
-            if let Some(ext) = spec.requested_extension {
-                self.first_row.remove(&ext);
-            }
-        }
+        let from = mark.specs.saturating_sub(self.sent).min(self.specs.len());
+        self.specs.truncate(from);
+        self.first_row.retain(|_, (_, index)| *index < mark.specs);
         self.errors.truncate(mark.errors);
+        if let Some(sink) = &mut self.sink {
+            (sink.0)(Mapped::Rollback);
+            self.sent = self.sent.min(mark.specs);
+        }
     }
 
-    /// The specs in the order their records came, and the refusals.
+    /// The specs in the order their records came (none when streaming:
+    /// the last are sent now), and the refusals.
     pub fn finish(mut self) -> (Vec<UserSpec>, Vec<RowError>) {
+        self.flush();
         // Room reserved for blank, refused or rolled-back rows is returned.
         self.specs.shrink_to_fit();
         (self.specs, self.errors)

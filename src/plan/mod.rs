@@ -274,6 +274,12 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Room for `n` more actions (a read that knows its size).
+    pub fn reserve(&mut self, n: usize) {
+        // Exact: doubling would hold the old and the new array at once.
+        self.actions.reserve_exact(n);
+    }
+
     /// Plans one spec (in the order the read gives them).
     pub fn add(&mut self, spec: UserSpec) {
         self.specs += 1;

@@ -5,7 +5,7 @@
 
 use super::{io, run_sync, Read, ReadFailure, RunOptions, SourceRun, SyncError};
 use crate::config::{Config, CsvSource, CsvSourceConfig, DomainConfig, Rule, SyncMode};
-use crate::mapping::Mapper;
+use crate::mapping::{MappedSink, Mapper};
 use crate::model::{Field, RowError, StaffRecord};
 use crate::plan::{Action, Plan};
 use crate::report::{FileReport, FileStatus, Outcome, RunReport};
@@ -37,16 +37,26 @@ struct CsvRun<'a> {
     rules: Vec<Rule>,
     parsed: Vec<Result<CsvFile, RowError>>,
     after: After<'a>,
+    /// Where the mapped specs go as they are mapped (set by the run).
+    sink: Option<MappedSink>,
 }
 
 impl SourceRun for CsvRun<'_> {
+    fn stream_specs(&mut self, sink: MappedSink) -> bool {
+        self.sink = Some(sink);
+        true
+    }
+
     async fn read(
         &mut self,
         _store: &Store,
         _opts: &RunOptions,
     ) -> Result<Result<Read, ReadFailure>, SyncError> {
         let (paths, options) = (self.paths.clone(), self.options.clone());
-        let mapper = Mapper::new(self.domain.clone(), &self.rules);
+        let mut mapper = Mapper::new(self.domain.clone(), &self.rules);
+        if let Some(sink) = self.sink.take() {
+            mapper.stream_to(sink);
+        }
         let (mut read, parsed) =
             tokio::task::spawn_blocking(move || read_csv_files(&paths, &options, mapper))
                 .await
@@ -179,6 +189,7 @@ pub async fn import_files(
         domain: src.source.domain.clone(),
         rules: cfg.rules.clone(),
         parsed: Vec::new(),
+        sink: None,
         after: After::Import {
             reports: cfg.state_dir.join("reports"),
         },
@@ -229,6 +240,7 @@ pub async fn process_inbox(
             domain: src.source.domain.clone(),
             rules: cfg.rules.clone(),
             parsed: Vec::new(),
+            sink: None,
             after: After::Inbox {
                 inbox: &ib,
                 claimed: c,

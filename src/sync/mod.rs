@@ -19,9 +19,9 @@ pub mod scim;
 
 use crate::apply::{apply_plan, ApplyError, ApplyOptions};
 use crate::config::{Config, DomainConfig, SourceConfig, SyncMode};
-use crate::mapping::{Mapper, UserSpec};
+use crate::mapping::{Mapped, MappedSink, Mapper, UserSpec};
 use crate::model::{RowError, StaffRecord, StopFlag, StoredUser};
-use crate::plan::{make_plan, Plan, PlanInput, PLAN_FORMAT};
+use crate::plan::{Plan, PlanContext, Planner, PLAN_FORMAT};
 use crate::report::{applied_writes, Outcome, RunReport};
 use crate::store::{DomainLock, Store, StoreError};
 use crate::time::now;
@@ -129,6 +129,14 @@ pub struct ReadFailure {
 
 /// One source kind: how a run reads it, and its bookkeeping afterwards.
 pub trait SourceRun {
+    /// Hands the specs to `sink` as they are mapped, so the run plans them
+    /// while the read goes on, instead of returning them in
+    /// [`Read::specs`]; false (the default): the kind does not stream. A
+    /// streaming kind's reads are never changed-only.
+    fn stream_specs(&mut self, _sink: MappedSink) -> bool {
+        false
+    }
+
     /// Reads the source; runs while the store's users load.
     fn read(
         &mut self,
@@ -167,21 +175,15 @@ pub async fn run_sync<K: SourceRun + Send>(
         false => Some(lock(store, &domain.name, opts.lock_wait).await?),
     };
     let result = async {
-        // Read and map, while the store's users load.
-        let (read, stored) = read_and_load(&mut kind, cfg, store, domain, opts).await?;
-        let (read, specs) = match read {
-            Ok(mapped) => mapped,
+        // Read, map and plan, while the store's users load.
+        let plan = match read_and_plan(&mut kind, cfg, store, source, opts).await? {
+            Ok(plan) => plan,
             Err(failure) => return Ok((failed_read(store, source, failure, opts).await?, None)),
         };
         tracing::debug!(
             ms = t.elapsed().as_millis() as u64,
-            "phase read, map and load"
+            "phase read, map, load and plan"
         );
-        // Plan.
-        let plan = plan(cfg, source, read, specs, &stored);
-        // Apply works from the plan alone: the store's users are not held
-        // through it.
-        drop(stored);
         if let Some(path) = &opts.plan_out {
             write_plan(path, &plan)?;
         }
@@ -226,7 +228,95 @@ async fn lock(
     Ok(lock)
 }
 
-type Mapped = (Read, Vec<UserSpec>);
+type ReadAndMapped = (Read, Vec<UserSpec>);
+
+/// Batches of mapped specs a streaming read may send ahead of planning.
+const MAPPED_AHEAD: usize = 16;
+
+/// The store's users of the domain and its revision.
+async fn load(store: &Store, domain: &DomainConfig) -> Result<(Vec<StoredUser>, i64), StoreError> {
+    Ok(match store.find_domain(&domain.name).await? {
+        Some(d) => (store.load_users(d.id).await?, d.revision),
+        None => (Vec::new(), 0),
+    })
+}
+
+/// Reads, maps and plans. A kind that streams its specs has them planned
+/// as they are mapped, once the store's users are loaded (the read goes on
+/// meanwhile), so its specs are never all held; others are planned once
+/// read. The store's users are dropped with the planner: apply works from
+/// the plan alone.
+async fn read_and_plan<K: SourceRun>(
+    kind: &mut K,
+    cfg: &Config,
+    store: &Store,
+    source: &SourceConfig,
+    opts: &RunOptions,
+) -> Result<Result<Plan, ReadFailure>, SyncError> {
+    // Bounded: while the store's users load, the reader maps ahead by at
+    // most this many batches instead of queueing the whole read.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(MAPPED_AHEAD);
+    let sink = MappedSink::new(move |m| {
+        // The receiver goes only when the run stopped planning.
+        let _ = tx.blocking_send(m);
+    });
+    if !kind.stream_specs(sink) {
+        let (read, stored) = read_and_load(kind, cfg, store, &source.domain, opts).await?;
+        return Ok(read.map(|(read, specs)| plan(cfg, source, read, specs, &stored)));
+    }
+    let read = kind.read(store, opts);
+    let loading = load(store, &source.domain);
+    tokio::pin!(read, loading);
+    let mut read_out = None;
+    let loaded = loop {
+        tokio::select! {
+            biased;
+            l = &mut loading => break l,
+            r = &mut read, if read_out.is_none() => read_out = Some(r),
+        }
+    };
+    let (stored, revision) = loaded?;
+    let mut planner = Planner::new(context(cfg, source, false, &stored, revision), 0);
+    let take = |planner: &mut Planner<'_>, m: Mapped| match m {
+        Mapped::Expect(n) => planner.reserve(n),
+        Mapped::Specs(specs) => specs.into_iter().for_each(|s| planner.add(s)),
+        Mapped::Mark => planner.mark(),
+        Mapped::Rollback => planner.rollback(),
+    };
+    // Plan what the mapper sends until the read is over, then what it sent
+    // last (it is gone by then: the read ended with it).
+    let read_out = match read_out {
+        Some(r) => r,
+        None => loop {
+            tokio::select! {
+                biased;
+                m = rx.recv() => match m {
+                    Some(m) => take(&mut planner, m),
+                    None => break (&mut read).await,
+                },
+                r = &mut read => break r,
+            }
+        },
+    };
+    while let Ok(m) = rx.try_recv() {
+        take(&mut planner, m);
+    }
+    let mut read = match read_out? {
+        Ok(read) => read,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    // Whatever the kind returned unstreamed is planned after.
+    let mut mapper = Mapper::new(source.domain.clone(), &cfg.rules);
+    mapper.push_all(std::mem::take(&mut read.records));
+    let (specs, errors) = mapper.finish();
+    read.errors.extend(errors);
+    for spec in std::mem::take(&mut read.specs).into_iter().chain(specs) {
+        planner.add(spec);
+    }
+    let mut plan = planner.finish(read.errors, read.complete, read.files);
+    plan.notes.splice(0..0, read.notes);
+    Ok(Ok(plan))
+}
 
 /// The source read and mapped (records dropped as they map), joined with
 /// the store's users of the domain.
@@ -236,13 +326,7 @@ async fn read_and_load<K: SourceRun>(
     store: &Store,
     domain: &std::sync::Arc<DomainConfig>,
     opts: &RunOptions,
-) -> Result<(Result<Mapped, ReadFailure>, (Vec<StoredUser>, i64)), SyncError> {
-    let load = async {
-        Ok::<_, StoreError>(match store.find_domain(&domain.name).await? {
-            Some(d) => (store.load_users(d.id).await?, d.revision),
-            None => (Vec::new(), 0),
-        })
-    };
+) -> Result<(Result<ReadAndMapped, ReadFailure>, (Vec<StoredUser>, i64)), SyncError> {
     let read_and_map = async {
         let mut read = match kind.read(store, opts).await? {
             Ok(r) => r,
@@ -259,8 +343,33 @@ async fn read_and_load<K: SourceRun>(
         };
         Ok::<_, SyncError>(Ok((read, specs)))
     };
-    let (mapped, stored) = tokio::join!(read_and_map, load);
+    let (mapped, stored) = tokio::join!(read_and_map, load(store, domain));
     Ok((mapped?, stored?))
+}
+
+/// What the planner looks at besides the specs.
+fn context<'a>(
+    cfg: &'a Config,
+    source: &'a SourceConfig,
+    changed_only: bool,
+    stored: &'a [StoredUser],
+    revision: i64,
+) -> PlanContext<'a> {
+    PlanContext {
+        source: &source.name,
+        // A changed-only read lists changes, not everyone.
+        mode: match changed_only {
+            true => SyncMode::Delta,
+            false => source.mode,
+        },
+        delete_after_days: source.delete_after_days,
+        domain: &source.domain,
+        limits: &cfg.limits,
+        changed_only,
+        stored,
+        base_revision: revision,
+        now: now(),
+    }
 }
 
 fn plan(
@@ -270,25 +379,12 @@ fn plan(
     specs: Vec<UserSpec>,
     (stored, revision): &(Vec<StoredUser>, i64),
 ) -> Plan {
-    let mut plan = make_plan(PlanInput {
-        source: &source.name,
-        // A changed-only read lists changes, not everyone.
-        mode: match read.changed_only {
-            true => SyncMode::Delta,
-            false => source.mode,
-        },
-        delete_after_days: source.delete_after_days,
-        domain: &source.domain,
-        limits: &cfg.limits,
-        specs,
-        errors: read.errors,
-        complete: read.complete,
-        changed_only: read.changed_only,
-        stored,
-        base_revision: *revision,
-        now: now(),
-        files: read.files,
-    });
+    let cx = context(cfg, source, read.changed_only, stored, *revision);
+    let mut planner = Planner::new(cx, specs.len());
+    for spec in specs {
+        planner.add(spec);
+    }
+    let mut plan = planner.finish(read.errors, read.complete, read.files);
     plan.notes.splice(0..0, read.notes);
     plan
 }

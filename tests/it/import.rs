@@ -10,6 +10,7 @@ crate::both_stores!(
     refused_rows_name_file_row_and_column_and_good_rows_land,
     truncated_file_is_refused_whole,
     truncated_file_beside_a_good_one_leaves_no_trace,
+    truncated_file_planned_in_part_leaves_no_trace,
     ids_and_extensions_repeated_across_files_refuse_the_later_row,
     leavers_are_disabled_thresholds_refuse_and_empty_files_disable_no_one,
     reviewed_plan_applies_exactly_or_not_at_all,
@@ -225,6 +226,41 @@ async fn truncated_file_beside_a_good_one_leaves_no_trace(b: Backend) {
     assert_eq!(users.len(), 2);
     assert_eq!(by_source_id(&users, "E1")["extension"], "2001");
     assert_eq!(by_source_id(&users, "E2")["extension"], "2002");
+}
+
+/// A large file is planned while it is still being read: rows of a file
+/// that turns out truncated have been planned by then (a known user named,
+/// an extension taken). The run forgets them with the file: the known user
+/// is not counted as read, and the good file beside it gets the extension.
+async fn truncated_file_planned_in_part_leaves_no_trace(b: Backend) {
+    let env = Env::new(b, LIMITS_OPEN).await;
+    let first = env.write(
+        "first.csv",
+        b"Employee ID,First Name,Last Name,Email\nK1,Kim,K,kim@acme.example\n",
+    );
+    let (_, r) = env.import(&[&first]);
+    assert_eq!(count(&r, "created"), 1, "{r}");
+    let mut cut = String::from("Employee ID,First Name,Last Name,Email,Extension\n");
+    cut.push_str("E1,Ann,A,ann@acme.example,2001\nK1,Kim,K,kim@acme.example,\n");
+    for i in 0..3000 {
+        cut.push_str(&format!("C{i},Cy,C,c{i}@acme.example,\n"));
+    }
+    cut.push_str("C9999,Bob,B,bob@acme.example,\"Head of");
+    let cut = env.write("cut.csv", cut.as_bytes());
+    let good = env.write(
+        "good.csv",
+        b"Employee ID,First Name,Last Name,Email,Extension\nE1,Ann,A,ann@acme.example,2001\n",
+    );
+    let (_, r) = env.import(&[&cut, &good]);
+    assert_eq!(count(&r, "created"), 1, "{r}");
+    assert_eq!(
+        count(&r, "unchanged"),
+        0,
+        "K1 was named only by the refused file: {r}"
+    );
+    let users = env.users();
+    assert_eq!(users.len(), 2, "nothing of the truncated file is applied");
+    assert_eq!(by_source_id(&users, "E1")["extension"], "2001");
 }
 
 /// Two files of one import are one read: an employee id or a requested
