@@ -230,8 +230,13 @@ async fn lock(
 
 type ReadAndMapped = (Read, Vec<UserSpec>);
 
-/// Batches of mapped specs a streaming read may send ahead of planning.
-const MAPPED_AHEAD: usize = 16;
+/// Batches of mapped specs a streaming read may send ahead of planning
+/// (about 20 MB of specs). While the store's users load, the read maps
+/// ahead by this much, then waits. Measured on a no-op re-import (SQLite,
+/// medians): 16 batches cost 1M rows 7.3 s and 686 MiB, 48 cost 7.0 s and
+/// 683 MiB, no bound 6.9 s and 1,006 MiB; at 100k, 16 batches made the
+/// re-import right after a full one 17% slower than no bound.
+const MAPPED_AHEAD: usize = 48;
 
 /// The store's users of the domain and its revision.
 async fn load(store: &Store, domain: &DomainConfig) -> Result<(Vec<StoredUser>, i64), StoreError> {
