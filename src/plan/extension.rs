@@ -5,11 +5,12 @@
 //! number" never takes a later row's own (found by fuzzing: the same file
 //! then conflicted on every import).
 
+use super::index::Index;
 use crate::config::DomainConfig;
 use crate::mapping::UserSpec;
-use crate::model::{Extension, StoredUser};
+use crate::model::Extension;
 use crate::numbering::{check_requested, Allocator};
-use foldhash::{HashMap, HashSet};
+use foldhash::HashSet;
 
 /// What a new row's own extension request comes to.
 pub(super) enum Requested {
@@ -26,7 +27,7 @@ pub(super) enum Requested {
 pub(super) fn requested_extension(
     spec: &UserSpec,
     d: &DomainConfig,
-    by_ext: &HashMap<&str, &StoredUser>,
+    by_ext: &Index<'_>,
     alloc: &mut Allocator,
     claimed_alpha: &mut HashSet<String>,
 ) -> Requested {

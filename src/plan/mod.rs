@@ -9,7 +9,7 @@ use crate::config::{DomainConfig, Limits, SyncMode};
 use crate::mapping::UserSpec;
 use crate::model::{Extension, RowError, RowRef, Status, StoredUser, UserFields};
 use crate::numbering::{check_requested, Allocator};
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
 
 /// 2: `refused` names the limit and its figures instead of a sentence.
@@ -181,25 +181,17 @@ pub struct PlanInput<'a> {
 /// The store's users as the planner looks them up.
 struct Stored<'a> {
     /// Every user of the domain, by extension.
-    by_ext: HashMap<&'a str, &'a StoredUser>,
+    by_ext: Index<'a>,
     /// This source's users, by source id.
-    owned: HashMap<&'a str, &'a StoredUser>,
+    owned: Index<'a>,
 }
 
 impl<'a> Stored<'a> {
-    fn index(stored: &'a [StoredUser], source: &str) -> Stored<'a> {
-        // Both sized up front: usually most of the domain is this source's.
-        let mut by_ext = HashMap::with_capacity(stored.len());
-        let mut owned = HashMap::with_capacity(stored.len());
-        for u in stored {
-            by_ext.insert(u.extension(), u);
-            if u.source() == Some(source) {
-                if let Some(id) = u.source_id() {
-                    owned.insert(id, u);
-                }
-            }
+    fn index(stored: &'a [StoredUser], source: &'a str) -> Stored<'a> {
+        Stored {
+            by_ext: Index::new(stored, Key::Extension),
+            owned: Index::new(stored, Key::SourceIdOf(source)),
         }
-        Stored { by_ext, owned }
     }
 }
 
@@ -288,7 +280,7 @@ impl<'a> Planner<'a> {
             file: spec.file.clone(),
             row: spec.row,
         };
-        let owned: Option<&'a StoredUser> = self.stored.owned.get(spec.source_id.as_str()).copied();
+        let owned: Option<&'a StoredUser> = self.stored.owned.get(spec.source_id.as_str());
         if let Some(user) = owned {
             self.seen.insert(user.id);
             let (action, kept) = known_user(user, spec, at, d, self.cx.changed_only);
@@ -596,7 +588,7 @@ impl Absent<'_> {
             .iter()
             .filter_map(|e| e.source_id.as_deref())
             .collect();
-        let mut owned: Vec<&StoredUser> = stored.owned.values().copied().collect();
+        let mut owned: Vec<&StoredUser> = stored.owned.values().collect();
         owned.sort_by_key(|u| u.id);
         for u in owned {
             let sid = u.source_id().unwrap_or_default();
@@ -639,6 +631,7 @@ fn describe(at: &RowRef, sid: &str) -> String {
 
 mod diff;
 mod extension;
+mod index;
 mod safety;
 #[cfg(test)]
 mod tests;
@@ -646,5 +639,6 @@ mod tests;
 pub use diff::{diff, ChangedField};
 use diff::{merged, same};
 use extension::{free_extension, requested_extension, Requested};
+use index::{Index, Key};
 pub use safety::Refusal;
 use safety::{count_billable, safety_verdict};

@@ -1,13 +1,13 @@
 //! Billable impact and the safety thresholds: a plan that would disable or
 //! bill more than the limits allow is refused whole.
 
+use super::index::Index;
 use super::{Action, Billable};
 use crate::config::Limits;
-use crate::model::{Status, StoredUser};
-use foldhash::HashMap;
+use crate::model::Status;
 use serde::{Deserialize, Serialize};
 
-pub(super) fn count_billable(actions: &[Action], owned: &HashMap<&str, &StoredUser>) -> Billable {
+pub(super) fn count_billable(actions: &[Action], owned: &Index<'_>) -> Billable {
     let mut b = Billable::default();
     for a in actions {
         match a {
@@ -29,7 +29,7 @@ pub(super) fn count_billable(actions: &[Action], owned: &HashMap<&str, &StoredUs
             } => {
                 b.devices += u64::from(*add_device);
                 let was_billed = owned
-                    .get(source_id.as_str())
+                    .get(source_id)
                     .is_some_and(|u| u.status == Status::Active && u.scope().is_billable());
                 b.call_center_seats += u64::from(fields.scope.is_billable() && !was_billed);
             }

@@ -181,7 +181,10 @@ pub async fn allocate_ids(
 /// Polls `fut` once, which hands a statement to the database, then runs
 /// `work` on this thread and finishes `fut`. On SQLite the engine runs on
 /// sqlx's worker thread, so the two overlap.
-async fn overlap<F: std::future::Future, T>(fut: F, work: impl FnOnce() -> T) -> (F::Output, T) {
+pub(super) async fn overlap<F: std::future::Future, T>(
+    fut: F,
+    work: impl FnOnce() -> T,
+) -> (F::Output, T) {
     let mut fut = std::pin::pin!(fut);
     let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
     let out = work();

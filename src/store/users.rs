@@ -233,29 +233,38 @@ impl Store {
             .fetch_one(self.pool())
             .await?;
         let mut users = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-        let mut after = 0i64;
-        loop {
-            let row = sqlx::query(&sql)
+        let page_after = |after: i64| {
+            sqlx::query(&sql)
                 .bind(domain_id)
                 .bind(after)
                 .bind(LOAD_PAGE)
                 .fetch_one(self.pool())
-                .await?;
+        };
+        let mut row = page_after(0).await?;
+        loop {
             let count: i64 = row.try_get(1)?;
             if count == 0 {
                 break;
             }
             let page: String = row.try_get(0)?;
-            let page: Vec<UserRow> =
-                serde_json::from_str(&page).map_err(|e| corrupt("users", e))?;
-            for r in page {
-                users.push(stored_user(r, &devices)?);
-            }
-
-            after = row.try_get(2)?;
+            let after: i64 = row.try_get(2)?;
+            let mut parse = || {
+                let page: Vec<UserRow> =
+                    serde_json::from_str(&page).map_err(|e| corrupt("users", e))?;
+                for r in page {
+                    users.push(stored_user(r, &devices)?);
+                }
+                Ok::<_, StoreError>(())
+            };
             if count < LOAD_PAGE {
+                parse()?;
                 break;
             }
+            // The database builds the next page while this one is parsed:
+            // one after the other, the load's two threads took turns.
+            let (next, parsed) = super::sql::overlap(page_after(after), parse).await;
+            parsed?;
+            row = next?;
         }
         Ok(users)
     }
