@@ -86,31 +86,11 @@ fn key_at<'u>(users: &'u [StoredUser], key: Key<'_>, j: u32) -> Option<&'u str> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DeviceType, Email, Scope, Status, UserFields, UserKind};
+    use crate::model::Status;
 
     fn user(id: i64, ext: &str, source: Option<&str>, sid: &str) -> StoredUser {
-        let f = UserFields {
-            first_name: "A".into(),
-            last_name: None,
-            emails: vec![Email::parse("a@acme.example").unwrap_or_else(|e| panic!("{e:?}"))],
-            department: None,
-            site: None,
-            scope: Scope::BasicUser,
-            kind: UserKind::Person,
-            title: None,
-            caller_id: None,
-            voicemail: false,
-            device: Some(DeviceType::Sip),
-            force_login: false,
-        };
-        StoredUser::new(
-            id,
-            ext,
-            (source, source.map(|_| sid)),
-            Status::Active,
-            None,
-            &f,
-        )
+        let f = crate::plan::tests::fields("A");
+        StoredUser::new(id, ext, (source, source.map(|_| sid)), Status::Active, None, &f)
     }
 
     #[test]

@@ -30,7 +30,7 @@ numbering = ["1005-1009"]
     .unwrap()
 }
 
-fn fields(name: &str) -> UserFields {
+pub(super) fn fields(name: &str) -> UserFields {
     UserFields {
         first_name: name.into(),
         last_name: Some("Doe".into()),
