@@ -90,7 +90,14 @@ mod tests {
 
     fn user(id: i64, ext: &str, source: Option<&str>, sid: &str) -> StoredUser {
         let f = crate::plan::tests::fields("A");
-        StoredUser::new(id, ext, (source, source.map(|_| sid)), Status::Active, None, &f)
+        StoredUser::new(
+            id,
+            ext,
+            (source, source.map(|_| sid)),
+            Status::Active,
+            None,
+            &f,
+        )
     }
 
     #[test]
