@@ -219,6 +219,8 @@ pub struct Planner<'a> {
     claimed_alpha: HashSet<String>,
     /// Ids of this source's users that the read names.
     seen: HashSet<i64>,
+    /// Those first named since the mark: a rollback forgets only them.
+    seen_since_mark: Vec<i64>,
     specs: usize,
     /// Accounts disabled in the directory that a changed-only read keeps.
     held: usize,
@@ -258,6 +260,7 @@ impl<'a> Planner<'a> {
             alloc,
             claimed_alpha: HashSet::new(),
             seen: HashSet::new(),
+            seen_since_mark: Vec::new(),
             specs: 0,
             held: 0,
             actions: Vec::with_capacity(expected),
@@ -282,7 +285,9 @@ impl<'a> Planner<'a> {
         };
         let owned: Option<&'a StoredUser> = self.stored.owned.get(spec.source_id.as_str());
         if let Some(user) = owned {
-            self.seen.insert(user.id);
+            if self.seen.insert(user.id) {
+                self.seen_since_mark.push(user.id);
+            }
             let (action, kept) = known_user(user, spec, at, d, self.cx.changed_only);
             self.held += usize::from(kept);
             self.actions.push(action);
@@ -336,6 +341,7 @@ impl<'a> Planner<'a> {
 
     /// Remembers where planning stands (the start of a file).
     pub fn mark(&mut self) {
+        self.seen_since_mark.clear();
         self.mark = PlanMark {
             actions: self.actions.len(),
             waiting: self.waiting.len(),
@@ -350,10 +356,14 @@ impl<'a> Planner<'a> {
     pub fn rollback(&mut self) {
         let m = self.mark;
         self.waiting.truncate(m.waiting);
+        for id in self.seen_since_mark.drain(..) {
+            self.seen.remove(&id);
+        }
         for a in self.actions.drain(m.actions.min(self.actions.len())..) {
-            if let Some(u) = self.stored.owned.get(a.source_id()) {
-                self.seen.remove(&u.id);
-            } else if let Action::Create { extension, .. } = &a {
+            if self.stored.owned.get(a.source_id()).is_some() {
+                continue;
+            }
+            if let Action::Create { extension, .. } = &a {
                 match extension.number() {
                     Some(n) => self.alloc.release(n),
                     None => {

@@ -674,23 +674,12 @@ fn packed_stored_users_compare_like_diff_and_unpack_as_packed() {
 fn rollback_forgets_a_refused_files_rows() {
     let cfg = config("");
     let stored = vec![stored(1, "1009", Some("hr"), "known", Status::Active)];
-    let cx = || PlanContext {
-        source: "hr",
-        mode: SyncMode::Full,
-        delete_after_days: None,
-        domain: &cfg.domains[0],
-        limits: &cfg.limits,
-        changed_only: false,
-        stored: &stored,
-        base_revision: 7,
-        now: 1_000_000,
-    };
     let ask = |id: &str, ext: &str| {
         with(id, |s| {
             s.requested_extension = Extension::parse(ext).ok();
         })
     };
-    let mut p = Planner::new(cx(), 4);
+    let mut p = Planner::new(full_read(&cfg, &stored), 4);
     p.mark();
     p.add(spec("a"));
     p.mark();
@@ -736,4 +725,37 @@ fn rollback_forgets_a_refused_files_rows() {
         files: Vec::new(),
     });
     assert_eq!(whole.actions, plan.actions);
+}
+
+/// A user an earlier file named stays named when a later file that named
+/// them again is rolled back (a mapped id can repeat across files when the
+/// raw ids differ only by a control character).
+#[test]
+fn rollback_keeps_users_named_before_the_mark() {
+    let cfg = config("");
+    let stored = vec![stored(1, "1009", Some("hr"), "known", Status::Active)];
+    let mut p = Planner::new(full_read(&cfg, &stored), 2);
+    p.mark();
+    p.add(spec("known"));
+    p.mark();
+    p.add(spec("known"));
+    p.rollback();
+    let plan = p.finish(Vec::new(), true, Vec::new());
+    let got: Vec<&str> = plan.actions.iter().map(Action::name).collect();
+    assert_eq!(got, ["unchanged"], "not disabled as absent");
+}
+
+/// A full, complete read of source `hr` against `stored`.
+fn full_read<'a>(cfg: &'a Config, stored: &'a [StoredUser]) -> PlanContext<'a> {
+    PlanContext {
+        source: "hr",
+        mode: SyncMode::Full,
+        delete_after_days: None,
+        domain: &cfg.domains[0],
+        limits: &cfg.limits,
+        changed_only: false,
+        stored,
+        base_revision: 7,
+        now: 1_000_000,
+    }
 }

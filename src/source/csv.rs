@@ -110,18 +110,36 @@ impl Iterator for RowNumbersIter {
     }
 }
 
-/// A file's size and modification time.
+/// A file as it was read: size, modification time and a digest of its
+/// bytes (foldhash with a fixed seed: it tells this file's bytes from
+/// others within one process, and is kept nowhere).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     len: u64,
     modified: Option<std::time::SystemTime>,
+    digest: u64,
 }
 
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
+/// The digest of everything `r` gives, hashed in fixed 64 KiB pieces so
+/// that a file streamed from disk and the same bytes in memory agree.
+fn digest_of(mut r: impl std::io::Read) -> std::io::Result<u64> {
+    use std::hash::{BuildHasher, Hasher};
+    const PIECE: usize = 1 << 16;
+    let mut h = foldhash::fast::FixedState::with_seed(0x7062_785f_6373_7600).build_hasher();
+    let mut buf = vec![0u8; PIECE];
+    loop {
+        let mut filled = 0;
+        while filled < PIECE {
+            match r.read(buf.get_mut(filled..).unwrap_or_default()) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        h.write(buf.get(..filled).unwrap_or_default());
+        if filled < PIECE {
+            return Ok(h.finish());
         }
     }
 }
@@ -194,7 +212,15 @@ pub fn read_file_each(
     let before = std::fs::metadata(path).map_err(io)?;
     let bytes = std::fs::read(path).map_err(io)?;
     let mut f = parse_bytes_each(&name, &bytes, opts, sink)?;
-    f.stamp = Some(Stamp::of(&before)).filter(|s| s.len == bytes.len() as u64);
+    // A file that grew or shrank while it was read has no stamp.
+    f.stamp = digest_of(&bytes[..])
+        .ok()
+        .filter(|_| before.len() == bytes.len() as u64)
+        .map(|digest| Stamp {
+            len: before.len(),
+            modified: before.modified().ok(),
+            digest,
+        });
     Ok(f)
 }
 
@@ -521,9 +547,11 @@ pub fn parse_bytes_each(
 }
 
 /// A file's data rows as they are in it, read again for its per-row
-/// result CSV instead of held through the run, with their row numbers.
+/// result CSV instead of held through the run, with their row numbers:
+/// every row the read counted, without cells if the file ends early or no
+/// longer parses.
 pub struct DataRows {
-    records: csv::StringRecordsIntoIter<Box<dyn std::io::Read + Send>>,
+    records: Option<csv::StringRecordsIntoIter<Box<dyn std::io::Read + Send>>>,
     rows: RowNumbersIter,
 }
 
@@ -531,13 +559,16 @@ impl Iterator for DataRows {
     type Item = (u64, csv::StringRecord);
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            // The same text parsed whole when it was imported.
-            let rec = self.records.next()?.ok()?;
-            if !is_blank(&rec) {
-                return Some((self.rows.next()?, rec));
+        let row = self.rows.next()?;
+        while let Some(records) = &mut self.records {
+            match records.next() {
+                Some(Ok(rec)) if is_blank(&rec) => continue,
+                Some(Ok(rec)) => return Some((row, rec)),
+                // Not the text that was read after all.
+                Some(Err(_)) | None => self.records = None,
             }
         }
+        Some((row, csv::StringRecord::new()))
     }
 }
 
@@ -555,7 +586,7 @@ fn data_rows(f: &CsvFile, text: Box<dyn std::io::Read + Send>) -> DataRows {
     // The header.
     records.next();
     DataRows {
-        records,
+        records: Some(records),
         rows: f.rows.clone().into_iter(),
     }
 }
@@ -565,11 +596,21 @@ fn data_rows(f: &CsvFile, text: Box<dyn std::io::Read + Send>) -> DataRows {
 /// streamed, not held: the result CSV of a large file was the peak of its
 /// import when it read the whole file again.
 pub fn reread(path: &Path, f: &CsvFile) -> Result<DataRows, RereadError> {
-    use std::io::{BufRead, Read};
+    use std::io::{BufRead, Read, Seek};
     let mut file = std::fs::File::open(path)?;
-    if f.stamp != Some(Stamp::of(&file.metadata()?)) {
+    let meta = file.metadata()?;
+    let Some(stamp) = f.stamp else {
+        return Err(RereadError::Changed);
+    };
+    if (stamp.len, stamp.modified) != (meta.len(), meta.modified().ok()) {
         return Err(RereadError::Changed);
     }
+    // Size and time can be kept by a copy (`cp -p`, `rsync -t`): the
+    // bytes are compared too, in a first pass that holds 64 KiB.
+    if digest_of(&mut file)? != stamp.digest {
+        return Err(RereadError::Changed);
+    }
+    file.seek(std::io::SeekFrom::Start(0))?;
     if f.encoding == "UTF-8" {
         let mut text = std::io::BufReader::with_capacity(1 << 16, file);
         if text.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {

@@ -451,16 +451,11 @@ fn result_report<'p>(
     // changed since (or gone) still gets every row's result, without its
     // cells.
     let again = csvsrc::reread(path, &f);
-    let (known, file_note) = match &again {
-        Ok(_) => (Vec::new(), None),
-        Err(e) => {
-            let mut rows: Vec<u64> = by_row.keys().chain(errors.keys()).copied().collect();
-            rows.sort_unstable();
-            rows.dedup();
-            let note = format!("{e}: the rows' cells are not repeated here");
-            (rows, Some(note))
-        }
-    };
+    let file_note = again
+        .as_ref()
+        .err()
+        .map(|e| format!("{e}: the rows' cells are not repeated here"));
+    let known = f.rows.clone();
     let mut result_row = move |row: u64, cells: csv::StringRecord| {
         // A row's errors are its own (refused by the source, by mapping,
         // or its write failed): the kept row of a repeated employee id

@@ -230,10 +230,27 @@ E2;Dup;;\r\n";
         ],
         "spreadsheet rows: a quoted line break stays in its row"
     );
+    // Every row the read counted comes back, in order.
+    assert_eq!(
+        rows.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        f.rows.clone().into_iter().collect::<Vec<_>>()
+    );
     // The read's own row numbers are the same.
     assert_eq!(records[1].origin.row, Some(5));
     assert_eq!(f.errors[0].row, Some(6));
 
+    // Saved over with the same size and its old modification time kept
+    // (`cp -p`, `rsync -t`): the bytes tell.
+    let mtime = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&path, text.replace("Bob", "Rob")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|file| file.set_modified(mtime))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(reread(&path, &f), Err(RereadError::Changed)));
     std::fs::write(&path, text.replace("Bob", "Robert")).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(reread(&path, &f), Err(RereadError::Changed)));
     std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
