@@ -334,14 +334,14 @@ fn ends_inside_quotes(text: &str, delim: char) -> bool {
 /// Physical line numbers of record starts. csv's positions point at the end
 /// of the previous record, before any blank lines; skip those and count `\n`.
 /// Offsets only grow, so counting is incremental.
-struct LineCounter<B> {
-    bytes: B,
+struct LineCounter<'a> {
+    bytes: &'a [u8],
     offset: usize,
     line: u64,
 }
 
-impl<B: AsRef<[u8]>> LineCounter<B> {
-    fn new(bytes: B) -> Self {
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
         LineCounter {
             bytes,
             offset: 0,
@@ -350,7 +350,7 @@ impl<B: AsRef<[u8]>> LineCounter<B> {
     }
 
     fn start_line(&mut self, pos: u64) -> u64 {
-        let bytes = self.bytes.as_ref();
+        let bytes = self.bytes;
         let mut start = usize::try_from(pos).unwrap_or(usize::MAX).min(bytes.len());
         while matches!(bytes.get(start), Some(b'\r' | b'\n')) {
             start += 1;
@@ -390,9 +390,9 @@ fn reader<R: std::io::Read>(delimiter: u8, from: R) -> csv::Reader<R> {
 /// The records after the header, each with the spreadsheet row it starts
 /// on (header = row 1; blank rows included), as a spreadsheet numbers them:
 /// a quoted line break stays in its row, a blank line is a row.
-struct Numbered<R, B> {
-    records: csv::StringRecordsIntoIter<R>,
-    lines: LineCounter<B>,
+struct Numbered<'a> {
+    records: csv::StringRecordsIntoIter<&'a [u8]>,
+    lines: LineCounter<'a>,
     prev_end: u64,
     prev_row: u64,
 }
@@ -403,16 +403,15 @@ struct Unparsable {
     error: csv::Error,
 }
 
-impl<R: std::io::Read, B: AsRef<[u8]>> Numbered<R, B> {
-    /// Reads the header (`None`: the file is empty). `bytes` is the text
-    /// the reader reads.
-    fn new(rdr: csv::Reader<R>, bytes: B) -> Result<Option<(csv::StringRecord, Self)>, csv::Error> {
-        let mut records = rdr.into_records();
+impl<'a> Numbered<'a> {
+    /// Reads the header of `text` (`None`: the file is empty).
+    fn new(delimiter: u8, text: &'a [u8]) -> Result<Option<(csv::StringRecord, Self)>, csv::Error> {
+        let mut records = reader(delimiter, text).into_records();
         let header = match records.next() {
             None => return Ok(None),
             Some(r) => r?,
         };
-        let mut lines = LineCounter::new(bytes);
+        let mut lines = LineCounter::new(text);
         let prev_end =
             lines.start_line(header.position().map_or(0, |p| p.byte())) + newlines(&header);
         let rows = Numbered {
@@ -425,7 +424,7 @@ impl<R: std::io::Read, B: AsRef<[u8]>> Numbered<R, B> {
     }
 }
 
-impl<R: std::io::Read, B: AsRef<[u8]>> Iterator for Numbered<R, B> {
+impl Iterator for Numbered<'_> {
     type Item = Result<(u64, csv::StringRecord), Unparsable>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -467,8 +466,7 @@ pub fn parse_bytes_each(
         file: name.to_string(),
         message,
     };
-    let rdr = reader(delimiter, text.as_bytes());
-    let (header_rec, rows) = match Numbered::new(rdr, text.as_bytes()) {
+    let (header_rec, rows) = match Numbered::new(delimiter, text.as_bytes()) {
         Ok(Some(first)) => first,
         Ok(None) => {
             return Err(header_err(

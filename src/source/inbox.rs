@@ -273,13 +273,16 @@ pub fn write_result_csv(path: &Path, report: ResultReport<'_>) -> std::io::Resul
         .chain(result_columns);
     w.write_record(header.map(safe_field))?;
     let pad = report.header.len();
-    if let Some(msg) = &report.file_message {
-        let blank = std::iter::repeat_n("", pad + 1);
-        w.write_record(blank.chain(["refused", "", msg]).map(safe_field))?;
-    }
-    if let Some(note) = &report.file_note {
-        let blank = std::iter::repeat_n("", pad + 1);
-        w.write_record(blank.chain(["note", "", note]).map(safe_field))?;
+    // Said of the whole file: a row of its own, under the header.
+    let whole_file = [
+        ("refused", &report.file_message),
+        ("note", &report.file_note),
+    ];
+    for (result, msg) in whole_file {
+        if let Some(msg) = msg {
+            let blank = std::iter::repeat_n("", pad + 1);
+            w.write_record(blank.chain([result, "", msg]).map(safe_field))?;
+        }
     }
     for r in report.rows {
         let row = r.row.to_string();

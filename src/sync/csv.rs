@@ -455,7 +455,6 @@ fn result_report<'p>(
         .as_ref()
         .err()
         .map(|e| format!("{e}: the rows' cells are not repeated here"));
-    let known = f.rows.clone();
     let mut result_row = move |row: u64, cells: csv::StringRecord| {
         // A row's errors are its own (refused by the source, by mapping,
         // or its write failed): the kept row of a repeated employee id
@@ -478,7 +477,8 @@ fn result_report<'p>(
     let rows: Box<dyn Iterator<Item = ResultRow> + Send + 'p> = match again {
         Ok(rows) => Box::new(rows.map(move |(row, cells)| result_row(row, cells))),
         Err(_) => Box::new(
-            known
+            f.rows
+                .clone()
                 .into_iter()
                 .map(move |row| result_row(row, csv::StringRecord::new())),
         ),

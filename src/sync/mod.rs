@@ -311,16 +311,35 @@ async fn read_and_plan<K: SourceRun>(
         Err(failure) => return Ok(Err(failure)),
     };
     // Whatever the kind returned unstreamed is planned after.
-    let mut mapper = Mapper::new(source.domain.clone(), &cfg.rules);
+    for spec in held_specs(&mut read, cfg, &source.domain) {
+        planner.add(spec);
+    }
+    Ok(Ok(finish(planner, read)))
+}
+
+/// The specs a read returned, its own first, then its records mapped (their
+/// refusals join the read's errors).
+fn held_specs(
+    read: &mut Read,
+    cfg: &Config,
+    domain: &std::sync::Arc<DomainConfig>,
+) -> Vec<UserSpec> {
+    let mut mapper = Mapper::new(domain.clone(), &cfg.rules);
     mapper.push_all(std::mem::take(&mut read.records));
     let (specs, errors) = mapper.finish();
     read.errors.extend(errors);
-    for spec in std::mem::take(&mut read.specs).into_iter().chain(specs) {
-        planner.add(spec);
+    // The source's own specs first, their array taken as is.
+    match std::mem::take(&mut read.specs) {
+        first if specs.is_empty() => first,
+        first => first.into_iter().chain(specs).collect(),
     }
+}
+
+/// The plan of a read: its errors and completeness, its notes first.
+fn finish(planner: Planner<'_>, read: Read) -> Plan {
     let mut plan = planner.finish(read.errors, read.complete, read.files);
     plan.notes.splice(0..0, read.notes);
-    Ok(Ok(plan))
+    plan
 }
 
 /// The source read and mapped (records dropped as they map), joined with
@@ -337,15 +356,7 @@ async fn read_and_load<K: SourceRun>(
             Ok(r) => r,
             Err(failure) => return Ok(Err(failure)),
         };
-        let mut mapper = Mapper::new(domain.clone(), &cfg.rules);
-        mapper.push_all(std::mem::take(&mut read.records));
-        let (specs, errors) = mapper.finish();
-        read.errors.extend(errors);
-        // The source's own specs first, their array taken as is.
-        let specs = match std::mem::take(&mut read.specs) {
-            first if specs.is_empty() => first,
-            first => first.into_iter().chain(specs).collect(),
-        };
+        let specs = held_specs(&mut read, cfg, domain);
         Ok::<_, SyncError>(Ok((read, specs)))
     };
     let (mapped, stored) = tokio::join!(read_and_map, load(store, domain));
@@ -389,9 +400,7 @@ fn plan(
     for spec in specs {
         planner.add(spec);
     }
-    let mut plan = planner.finish(read.errors, read.complete, read.files);
-    plan.notes.splice(0..0, read.notes);
-    plan
+    finish(planner, read)
 }
 
 /// A read that failed whole, recorded as a failed run (none in a dry run).
