@@ -25,6 +25,7 @@ use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +91,12 @@ pub async fn apply_plan(
             found: dom.revision,
         });
     }
-    let writes: Vec<&Action> = plan.actions.iter().filter(|a| a.writes()).collect();
+    let total = plan.actions.writes() as u64;
     let mut out = ApplyOutcome::default();
-    if writes.is_empty() {
+    if total == 0 {
         return Ok(out);
     }
-    create_names(store, dom.id, &writes).await?;
+    create_names(store, dom.id, plan.actions.iter().filter(Action::writes)).await?;
 
     let limiter = limits
         .writes_per_second
@@ -104,8 +105,9 @@ pub async fn apply_plan(
         Some(_) => limits.burst.get().min(limits.chunk_size),
         None => limits.chunk_size,
     } as usize;
+    let chunk_size = chunk_size.max(1);
     let bar = if opts.progress {
-        ProgressBar::new(writes.len() as u64)
+        ProgressBar::new(total)
     } else {
         ProgressBar::hidden()
     };
@@ -123,10 +125,23 @@ pub async fn apply_plan(
         domain_id: dom.id,
         run_id: opts.run_id,
     };
-    let chunks: Vec<&[&Action]> = writes.chunks(chunk_size.max(1)).collect();
-    let mut prepared: Option<Prepared<'_>> = None;
+    // The plan is packed: its writes are unpacked a chunk at a time, the
+    // chunk after next while this one is in the database.
+    let ahead = Mutex::new(Ahead {
+        writes: Box::new(plan.actions.iter().filter(Action::writes)),
+        chunk_size,
+        unpacked: None,
+    });
+    let unpack_ahead = || {
+        if let Ok(mut a) = ahead.lock() {
+            a.fill();
+        }
+    };
+    let take = || ahead.lock().map(|mut a| a.take()).unwrap_or_default();
+    let (mut chunk, mut next) = (take(), take());
+    let mut prepared: Option<Prepared> = None;
     let mut revision = dom.revision;
-    for (i, chunk) in chunks.iter().copied().enumerate() {
+    while !chunk.is_empty() {
         if opts
             .stop
             .as_ref()
@@ -134,7 +149,7 @@ pub async fn apply_plan(
         {
             tracing::info!(
                 applied = out.applied,
-                left = writes.len() as u64 - out.applied,
+                left = total - out.applied,
                 "stopping between chunks for shutdown"
             );
             out.interrupted = true;
@@ -147,10 +162,12 @@ pub async fn apply_plan(
             let _ = l.until_n_ready(n).await;
             out.throttled += t.elapsed();
         }
-        let next = chunks.get(i + 1).copied();
-        let ahead = prepared.take();
+        let this: Vec<&Action> = chunk.iter().collect();
+        let after: Vec<&Action> = next.iter().collect();
+        let after = (!after.is_empty()).then_some(after.as_slice());
+        let built = prepared.take();
         match with_retry(&mut out, || {
-            write_chunk(&cx, revision, chunk, ahead.as_ref(), next)
+            write_chunk(&cx, revision, &this, built.as_ref(), after, &unpack_ahead)
         })
         .await
         {
@@ -158,7 +175,7 @@ pub async fn apply_plan(
                 out.built_ahead += u64::from(used_ahead);
                 prepared = p;
                 revision += 1;
-                out.applied += chunk.len() as u64;
+                out.applied += this.len() as u64;
             }
             Err(ChunkError::Changed(found)) => {
                 return Err(ApplyError::StoreChanged {
@@ -169,11 +186,11 @@ pub async fn apply_plan(
             Err(ChunkError::Unreachable(source, waited)) => {
                 return Err(unreachable(store, source, waited));
             }
-            Err(ChunkError::Store(e)) if chunk.len() > 1 => {
-                tracing::warn!(error = %e, users = chunk.len(), "chunk failed; applying its users one by one");
-                for one in chunk {
+            Err(ChunkError::Store(e)) if this.len() > 1 => {
+                tracing::warn!(error = %e, users = this.len(), "chunk failed; applying its users one by one");
+                for one in &this {
                     match with_retry(&mut out, || {
-                        write_chunk(&cx, revision, std::slice::from_ref(one), None, None)
+                        write_chunk(&cx, revision, std::slice::from_ref(one), None, None, &|| {})
                     })
                     .await
                     {
@@ -195,16 +212,40 @@ pub async fn apply_plan(
                 }
             }
             Err(ChunkError::Store(e)) => {
-                if let Some(one) = chunk.first() {
+                if let Some(one) = this.first() {
                     out.failed.push(failed(one, &e));
                 }
             }
         }
         out.chunks += 1;
-        bar.inc(chunk.len() as u64);
+        bar.inc(this.len() as u64);
+        drop(this);
+        chunk = std::mem::replace(&mut next, take());
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// A plan's writes as apply unpacks them, a chunk at a time.
+struct Ahead<'p> {
+    writes: Box<dyn Iterator<Item = Action> + Send + 'p>,
+    chunk_size: usize,
+    /// The chunk after next, once unpacked.
+    unpacked: Option<Vec<Action>>,
+}
+
+impl Ahead<'_> {
+    fn fill(&mut self) {
+        if self.unpacked.is_none() {
+            self.unpacked = Some(self.writes.by_ref().take(self.chunk_size).collect());
+        }
+    }
+
+    /// The next chunk (empty at the end).
+    fn take(&mut self) -> Vec<Action> {
+        self.fill();
+        self.unpacked.take().unwrap_or_default()
+    }
 }
 
 fn unreachable(store: &Store, source: StoreError, waited: Duration) -> ApplyError {
@@ -285,7 +326,11 @@ where
 }
 
 /// Departments and sites named by the plan exist before any user refers to them.
-async fn create_names(store: &Store, domain_id: i64, writes: &[&Action]) -> Result<(), StoreError> {
+async fn create_names(
+    store: &Store,
+    domain_id: i64,
+    writes: impl Iterator<Item = Action>,
+) -> Result<(), StoreError> {
     let mut depts = BTreeSet::new();
     let mut sites = BTreeSet::new();
     for a in writes {
@@ -293,8 +338,8 @@ async fn create_names(store: &Store, domain_id: i64, writes: &[&Action]) -> Resu
         | Action::Update { fields, .. }
         | Action::Reenable { fields, .. } = a
         {
-            depts.extend(fields.department.as_deref());
-            sites.extend(fields.site.as_deref());
+            depts.extend(fields.department);
+            sites.extend(fields.site);
         }
     }
     let mut tx = store.begin_write().await?;
@@ -302,14 +347,14 @@ async fn create_names(store: &Store, domain_id: i64, writes: &[&Action]) -> Resu
         &mut tx,
         domain_id,
         NameTable::Departments,
-        &depts.into_iter().collect::<Vec<_>>(),
+        &depts.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await?;
     Store::ensure_names(
         &mut tx,
         domain_id,
         NameTable::Sites,
-        &sites.into_iter().collect::<Vec<_>>(),
+        &sites.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await?;
     tx.commit().await.map_err(StoreError::Query)
@@ -342,12 +387,13 @@ fn counts(chunk: &[&Action]) -> (usize, usize) {
 /// chunk's "create" records. Apply builds the next chunk's while this one
 /// is in the database, with the ids it expects the next chunk to get, and
 /// uses it only if the transaction allocates exactly those.
-struct Prepared<'a> {
+struct Prepared {
     user_ids: Vec<i64>,
     link_ids: Vec<i64>,
     users: Vec<Sql>,
     rows: Vec<Sql>,
-    records: Vec<ActionRecord<'a>>,
+    /// The "create" records (none without a run).
+    records: Vec<Sql>,
 }
 
 /// The chunk's new users, with the site's and domain's defaults resolved.
@@ -479,12 +525,7 @@ fn existing<'a>(cx: &Ctx<'a>, revision: i64, chunk: &[&'a Action]) -> ChunkWrite
     w
 }
 
-fn prepare<'a>(
-    cx: &Ctx<'a>,
-    chunk: &[&'a Action],
-    user_ids: Vec<i64>,
-    link_ids: Vec<i64>,
-) -> Prepared<'a> {
+fn prepare(cx: &Ctx<'_>, chunk: &[&Action], user_ids: Vec<i64>, link_ids: Vec<i64>) -> Prepared {
     let d = cx.d;
     let backend = cx.store.engine();
     let creates = new_users(cx, chunk);
@@ -520,6 +561,10 @@ fn prepare<'a>(
         &d.name,
         &devices,
     ));
+    let records = cx
+        .run_id
+        .map(|run| Store::insert_actions(backend, run, &records))
+        .unwrap_or_default();
     Prepared {
         user_ids,
         link_ids,
@@ -533,13 +578,14 @@ fn prepare<'a>(
 /// they were built ahead; `next` is the chunk after, whose rows are built
 /// (and returned) while this chunk's users go in. PostgreSQL stores take
 /// the typed COPY path (`store::pg`), which builds nothing ahead.
-async fn write_chunk<'a>(
-    cx: &Ctx<'a>,
+async fn write_chunk(
+    cx: &Ctx<'_>,
     revision: i64,
-    chunk: &[&'a Action],
-    prepared: Option<&Prepared<'a>>,
-    next: Option<&[&'a Action]>,
-) -> Result<(Option<Prepared<'a>>, bool), ChunkError> {
+    chunk: &[&Action],
+    prepared: Option<&Prepared>,
+    next: Option<&[&Action]>,
+    unpack_ahead: &(dyn Fn() + Sync),
+) -> Result<(Option<Prepared>, bool), ChunkError> {
     let (store, d, domain_id) = (cx.store, cx.d, cx.domain_id);
     let mut w = existing(cx, revision, chunk);
     if let Some(pg) = store.pg_writer() {
@@ -550,6 +596,7 @@ async fn write_chunk<'a>(
                 (u, welcome)
             })
             .collect();
+        unpack_ahead();
         return match pg.write_chunk(&w).await? {
             Written::Done => Ok((None, false)),
             Written::Changed(found) => Err(ChunkError::Changed(found)),
@@ -587,11 +634,10 @@ async fn write_chunk<'a>(
     // and the next chunk's rows with the ids it should get.
     let (more, actions, next) = store::execute_while(&mut tx, &p.users, || {
         let more = Store::insert_devices(backend, domain_id, &d.name, &devices);
-        let actions = cx.run_id.map(|run| {
-            let mut v = Store::insert_actions(backend, run, &p.records);
-            v.extend(Store::insert_actions(backend, run, &records));
-            v
-        });
+        let actions = cx
+            .run_id
+            .map(|run| Store::insert_actions(backend, run, &records));
+        unpack_ahead();
         let next = match (next, next_user, next_link) {
             (Some(c), Some(u), Some(l)) => {
                 let (n_users, n_links) = counts(c);
@@ -612,6 +658,7 @@ async fn write_chunk<'a>(
     Store::queue_first_welcomes(&mut tx, &first_emails, &d.name).await?;
     Store::set_status(&mut tx, &disable, Status::Disabled).await?;
     Store::delete_users(&mut tx, &delete).await?;
+    store::execute_all(&mut tx, &p.records).await?;
     if let Some(actions) = actions {
         store::execute_all(&mut tx, &actions).await?;
     }

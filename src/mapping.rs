@@ -235,8 +235,6 @@ pub fn map_record(
 /// [`Mapper::stream_to`]).
 #[derive(Debug)]
 pub enum Mapped {
-    /// About this many more specs are coming (a CSV file once decoded).
-    Expect(usize),
     /// Specs, in the order their records came.
     Specs(Vec<UserSpec>),
     /// A file starts: what follows may be rolled back to here.
@@ -304,10 +302,10 @@ impl Mapper {
 
     /// Room for `n` more specs (a source that knows its size up front).
     pub fn reserve(&mut self, n: usize) {
-        match &mut self.sink {
-            Some(sink) => (sink.0)(Mapped::Expect(n)),
-            // Exact: a second, small file must not double a large first one.
-            None => self.specs.reserve_exact(n),
+        // Streamed specs are planned and packed as they come. Exact: a
+        // second, small file must not double a large first one.
+        if self.sink.is_none() {
+            self.specs.reserve_exact(n);
         }
     }
 

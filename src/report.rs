@@ -163,35 +163,48 @@ impl RunReport {
             notes: plan.notes.clone(),
             ..Default::default()
         };
-        for a in &plan.actions {
-            if let Action::Conflict {
-                source_id,
-                reason,
-                at,
-            } = a
-            {
-                r.conflicts.push(ConflictEntry {
-                    source_id: source_id.clone(),
-                    reason: reason.clone(),
-                    file: Some(at.file.to_string()),
-                    row: at.row,
-                });
-                continue;
+        if failed.is_empty() {
+            // Counted as planned; only the conflicts are unpacked.
+            let c = plan.actions.counts();
+            if applied || dry_run {
+                (r.created, r.updated, r.reenabled) = (c.create, c.update, c.reenable);
+                (r.disabled, r.deleted) = (c.disable, c.delete);
             }
-            if a.writes() && (failed_ids.contains(a.source_id()) || (!applied && !dry_run)) {
-                continue;
+            (r.unchanged, r.skipped) = (c.unchanged, c.skipped);
+            for a in plan.actions.conflicts() {
+                r.conflict(a);
             }
-            match a {
-                Action::Create { .. } => r.created += 1,
-                Action::Update { .. } => r.updated += 1,
-                Action::Reenable { .. } => r.reenabled += 1,
-                Action::Disable { .. } => r.disabled += 1,
-                Action::Delete { .. } => r.deleted += 1,
-                Action::Unchanged {
-                    extension: None, ..
-                } => r.skipped += 1,
-                Action::Unchanged { .. } => r.unchanged += 1,
-                Action::Conflict { .. } => {}
+        } else {
+            for a in plan.actions.iter() {
+                if let Action::Conflict {
+                    source_id,
+                    reason,
+                    at,
+                } = a
+                {
+                    r.conflicts.push(ConflictEntry {
+                        source_id,
+                        reason,
+                        file: Some(at.file.to_string()),
+                        row: at.row,
+                    });
+                    continue;
+                }
+                if a.writes() && (failed_ids.contains(a.source_id()) || (!applied && !dry_run)) {
+                    continue;
+                }
+                match a {
+                    Action::Create { .. } => r.created += 1,
+                    Action::Update { .. } => r.updated += 1,
+                    Action::Reenable { .. } => r.reenabled += 1,
+                    Action::Disable { .. } => r.disabled += 1,
+                    Action::Delete { .. } => r.deleted += 1,
+                    Action::Unchanged {
+                        extension: None, ..
+                    } => r.skipped += 1,
+                    Action::Unchanged { .. } => r.unchanged += 1,
+                    Action::Conflict { .. } => {}
+                }
             }
         }
         for f in failed {
@@ -222,6 +235,22 @@ impl RunReport {
         r
     }
 
+    fn conflict(&mut self, a: Action) {
+        if let Action::Conflict {
+            source_id,
+            reason,
+            at,
+        } = a
+        {
+            self.conflicts.push(ConflictEntry {
+                source_id,
+                reason,
+                file: Some(at.file.to_string()),
+                row: at.row,
+            });
+        }
+    }
+
     /// 0 all applied; 1 some rows refused (others applied); 3 refused by a safety threshold.
     pub fn exit_code(&self) -> i32 {
         match self.outcome {
@@ -246,7 +275,7 @@ pub fn applied_writes<'p>(
     plan: &'p Plan,
     applied: bool,
     failed: &'p [Failed],
-) -> impl Iterator<Item = &'p Action> + 'p {
+) -> impl Iterator<Item = Action> + 'p {
     let failed: HashSet<&str> = failed.iter().map(|f| f.source_id.as_str()).collect();
     plan.actions
         .iter()

@@ -340,9 +340,20 @@ fn pipeline(bytes: &[u8]) -> Result<(), TestCaseError> {
         now: 0,
         files: vec!["fuzz.csv".into()],
     });
+    // The result CSV reads a file's actions alongside its rows: they come
+    // in row order.
+    let rows: Vec<u64> = plan
+        .actions
+        .iter()
+        .filter_map(|a| a.at().and_then(|at| at.row))
+        .collect();
+    prop_assert!(
+        rows.windows(2).all(|w| w[0] < w[1]),
+        "actions out of row order: {rows:?}"
+    );
     let mut seen = HashSet::new();
     let mut stored = Vec::new();
-    for a in &plan.actions {
+    for a in &plan.actions.to_vec() {
         if let Action::Create {
             extension,
             fields,

@@ -442,7 +442,7 @@ pub async fn queue_admin_report(
     cfg: &MailConfig,
     store: &Store,
     report: &crate::report::RunReport,
-    applied: &[&crate::plan::Action],
+    applied: impl Iterator<Item = crate::plan::Action>,
 ) {
     use crate::plan::Action;
     if cfg.admin_report_to.is_empty() {
@@ -454,9 +454,13 @@ pub async fn queue_admin_report(
     if quiet {
         return;
     }
+    // At most REPORT_LINES lines are kept per list, the rest counted.
     let (mut created, mut disabled) = (Vec::new(), Vec::new());
+    let (mut more_created, mut more_disabled) = (0, 0);
     for a in applied {
         match a {
+            Action::Create { .. } if created.len() == REPORT_LINES => more_created += 1,
+            Action::Disable { .. } if disabled.len() == REPORT_LINES => more_disabled += 1,
             Action::Create {
                 extension, fields, ..
             } => {
@@ -477,10 +481,8 @@ pub async fn queue_admin_report(
             _ => {}
         }
     }
-    for list in [&mut created, &mut disabled] {
-        if list.len() > REPORT_LINES {
-            let more = list.len() - REPORT_LINES;
-            list.truncate(REPORT_LINES);
+    for (list, more) in [(&mut created, more_created), (&mut disabled, more_disabled)] {
+        if more > 0 {
             list.push(format!("… and {more} more (see `pbx-onboard runs`)"));
         }
     }

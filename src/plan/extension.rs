@@ -55,26 +55,34 @@ pub(super) fn requested_extension(
     }
 }
 
+/// Which site's ranges a new user's free number comes from: an index
+/// into the domain's sites, none for the domain's own ranges.
+pub(super) fn site_ranges(site: Option<&str>, d: &DomainConfig) -> Option<u32> {
+    let sc = site.and_then(|s| d.site(s))?;
+    let i = d.sites.iter().position(|x| std::ptr::eq(x, sc))?;
+    u32::try_from(i).ok()
+}
+
 /// The lowest free number in the site's (else the domain's) ranges.
-pub(super) fn free_extension(
-    site: Option<&str>,
-    note: Option<String>,
+pub(super) fn free_number(
+    site: Option<u32>,
     d: &DomainConfig,
     alloc: &mut Allocator,
-) -> Result<(Extension, Option<String>), String> {
-    let site_ranges = site.and_then(|s| d.site(s)).map(|s| s.numbering.as_slice());
+) -> Result<u64, String> {
+    let site_ranges = site
+        .and_then(|i| d.sites.get(i as usize))
+        .map(|s| s.numbering.as_slice());
     let ranges = match site_ranges {
         Some(r) if !r.is_empty() => r,
         _ => d.numbering.as_slice(),
     };
-    match alloc.allocate(ranges, &d.reserved) {
-        Some(n) => {
-            let ext = Extension::from_number(n);
-            Ok((ext.clone(), note.map(|n| format!("{n} ({ext})"))))
-        }
-        None => {
-            let r: Vec<String> = ranges.iter().map(ToString::to_string).collect();
-            Err(format!("no free extension left in {}", r.join(", ")))
-        }
-    }
+    alloc.allocate(ranges, &d.reserved).ok_or_else(|| {
+        let r: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+        format!("no free extension left in {}", r.join(", "))
+    })
+}
+
+/// The note of a row given a free number instead of the one it asked for.
+pub(super) fn assigned_note(why: &str, ext: &Extension) -> String {
+    format!("{why} ({ext})")
 }

@@ -27,7 +27,7 @@ pub struct Plan {
     pub base_revision: i64,
     pub created_at: i64,
     pub files: Vec<String>,
-    pub actions: Vec<Action>,
+    pub actions: Actions,
     pub errors: Vec<RowError>,
     pub billable: Billable,
     /// Set when a safety threshold refuses the run.
@@ -224,34 +224,41 @@ pub struct Planner<'a> {
     specs: usize,
     /// Accounts disabled in the directory that a changed-only read keeps.
     held: usize,
-    actions: Vec<Action>,
-    /// New users waiting for a free extension, handed out once the whole
-    /// read is planned (see `extension`).
-    waiting: Vec<Waiting>,
+    /// Packed as they are planned. New users waiting for a free extension
+    /// get it once the whole read is planned (see `extension`).
+    actions: Actions,
+    /// Those new users, in order.
+    pending: Vec<Pending>,
+    /// Those whose row asked for an extension it cannot have: (their place
+    /// in `pending`, the row, why).
+    noted: Vec<(usize, String, String)>,
+    /// What the safety thresholds count, as actions are planned.
+    tally: Tally,
     mark: PlanMark,
 }
 
-/// A new user's action (at `index`, a placeholder until then) waiting for
-/// a free extension.
-struct Waiting {
-    index: usize,
-    fields: Box<UserFields>,
-    /// Why the extension the row asked for is not used.
-    note: Option<String>,
+/// What a new user waiting for a free extension needs of its row.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// The site whose ranges it comes from (`extension::site_ranges`).
+    site: Option<u32>,
+    device: bool,
+    seat: bool,
 }
 
 /// Where [`Planner::rollback`] goes back to.
 #[derive(Debug, Clone, Copy, Default)]
 struct PlanMark {
-    actions: usize,
-    waiting: usize,
+    actions: ActionsMark,
+    pending: usize,
+    noted: usize,
+    tally: Tally,
     specs: usize,
     held: usize,
 }
 
 impl<'a> Planner<'a> {
-    /// `expected`: about how many specs will come (room for their actions).
-    pub fn new(cx: PlanContext<'a>, expected: usize) -> Planner<'a> {
+    pub fn new(cx: PlanContext<'a>) -> Planner<'a> {
         let stored = Stored::index(cx.stored, cx.source);
         let alloc = Allocator::new(cx.stored.iter().filter_map(StoredUser::extension_number));
         Planner {
@@ -263,16 +270,12 @@ impl<'a> Planner<'a> {
             seen_since_mark: Vec::new(),
             specs: 0,
             held: 0,
-            actions: Vec::with_capacity(expected),
-            waiting: Vec::new(),
+            actions: Actions::new(),
+            pending: Vec::new(),
+            noted: Vec::new(),
+            tally: Tally::default(),
             mark: PlanMark::default(),
         }
-    }
-
-    /// Room for `n` more actions (a read that knows its size).
-    pub fn reserve(&mut self, n: usize) {
-        // Exact: doubling would hold the old and the new array at once.
-        self.actions.reserve_exact(n);
     }
 
     /// Plans one spec (in the order the read gives them).
@@ -290,11 +293,11 @@ impl<'a> Planner<'a> {
             }
             let (action, kept) = known_user(user, spec, at, d, self.cx.changed_only);
             self.held += usize::from(kept);
-            self.actions.push(action);
+            self.push(action);
             return;
         }
         if !spec.active {
-            self.actions.push(Action::Unchanged {
+            self.push(Action::Unchanged {
                 source_id: spec.source_id,
                 at,
                 extension: None,
@@ -324,27 +327,36 @@ impl<'a> Planner<'a> {
                 reason,
             },
             Requested::Free { note } => {
-                self.waiting.push(Waiting {
-                    index: self.actions.len(),
-                    fields: spec.fields,
-                    note,
-                });
-                Action::Conflict {
-                    source_id,
-                    at,
-                    reason: String::new(),
+                let f = &spec.fields;
+                if let Some(why) = &note {
+                    let row = describe(&at, &source_id);
+                    self.noted.push((self.pending.len(), row, why.clone()));
                 }
+                self.pending.push(Pending {
+                    site: site_ranges(f.site.as_deref(), d),
+                    device: f.device.is_some(),
+                    seat: f.scope.is_billable(),
+                });
+                self.actions.push_pending(source_id, at, spec.fields, note);
+                return;
             }
         };
-        self.actions.push(action);
+        self.push(action);
+    }
+
+    fn push(&mut self, a: Action) {
+        self.tally.add(&a, &self.stored.owned);
+        self.actions.push(a);
     }
 
     /// Remembers where planning stands (the start of a file).
     pub fn mark(&mut self) {
         self.seen_since_mark.clear();
         self.mark = PlanMark {
-            actions: self.actions.len(),
-            waiting: self.waiting.len(),
+            actions: self.actions.mark(),
+            pending: self.pending.len(),
+            noted: self.noted.len(),
+            tally: self.tally,
             specs: self.specs,
             held: self.held,
         };
@@ -355,11 +367,16 @@ impl<'a> Planner<'a> {
     /// they named and the extensions they asked for.
     pub fn rollback(&mut self) {
         let m = self.mark;
-        self.waiting.truncate(m.waiting);
+        self.pending.truncate(m.pending);
+        self.noted.truncate(m.noted);
+        self.tally = m.tally;
         for id in self.seen_since_mark.drain(..) {
             self.seen.remove(&id);
         }
-        for a in self.actions.drain(m.actions.min(self.actions.len())..) {
+        for e in self.actions.entries_from(m.actions) {
+            let Entry::Action(a) = e else {
+                continue;
+            };
             if self.stored.owned.get(a.source_id()).is_some() {
                 continue;
             }
@@ -372,6 +389,7 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+        self.actions.truncate(m.actions);
         self.specs = m.specs;
         self.held = m.held;
     }
@@ -381,35 +399,25 @@ impl<'a> Planner<'a> {
     pub fn finish(mut self, errors: Vec<RowError>, complete: bool, files: Vec<String>) -> Plan {
         let d = self.cx.domain;
         let mut notes = Vec::new();
-        for w in std::mem::take(&mut self.waiting) {
-            let Some(slot) = self.actions.get_mut(w.index) else {
-                continue;
-            };
-            let (source_id, at) = match slot {
-                Action::Conflict { source_id, at, .. } => (std::mem::take(source_id), at.clone()),
-                _ => continue,
-            };
-            let site = w.fields.site.as_deref();
-            *slot = match free_extension(site, w.note, d, &mut self.alloc) {
-                Ok((extension, note)) => {
-                    if let Some(n) = &note {
-                        notes.push(format!("{}: {n}", describe(&at, &source_id)));
-                    }
-                    Action::Create {
-                        source_id,
-                        at,
-                        extension,
-                        fields: w.fields,
-                        note,
-                    }
+        // Free numbers in row order, once every request is known.
+        let (alloc, tally) = (&mut self.alloc, &mut self.tally);
+        let mut noted = self.noted.iter().peekable();
+        let numbers = self.pending.iter().enumerate().map(|(i, p)| {
+            let n = free_number(p.site, d, alloc);
+            let asked = noted.next_if(|(j, _, _)| *j == i);
+            if let Ok(n) = &n {
+                tally.billable.devices += u64::from(p.device);
+                tally.billable.call_center_seats += u64::from(p.seat);
+                if let Some((_, row, why)) = asked {
+                    let ext = Extension::from_number(*n);
+                    notes.push(format!("{row}: {}", assigned_note(why, &ext)));
                 }
-                Err(reason) => Action::Conflict {
-                    source_id,
-                    at,
-                    reason,
-                },
-            };
-        }
+            }
+            n
+        });
+        self.actions.assign(numbers);
+        let owned = &self.stored.owned;
+        let (mut actions, mut tally) = (self.actions, self.tally);
 
         // Only a complete, non-empty full read may disable anyone for being absent.
         let cx = &self.cx;
@@ -420,7 +428,10 @@ impl<'a> Planner<'a> {
             now: cx.now,
             read_counts,
         };
-        absent.plan(&self.stored, &self.seen, &mut self.actions);
+        absent.plan(&self.stored, &self.seen, |a| {
+            tally.add(&a, owned);
+            actions.push(a);
+        });
 
         if self.held > 0 {
             notes.push(format!(
@@ -428,14 +439,12 @@ impl<'a> Planner<'a> {
                 self.held
             ));
         }
-        let billable = count_billable(&self.actions, &self.stored.owned);
-        let active_owned = self
-            .stored
-            .owned
+        let active_owned = owned
             .values()
             .filter(|u| u.status == Status::Active)
             .count() as u64;
-        let refused = safety_verdict(&self.actions, active_owned, billable, cx.limits);
+        let refused = safety_verdict(&tally, active_owned, cx.limits);
+        let billable = tally.billable;
         Plan {
             format: PLAN_FORMAT,
             source: cx.source.to_string(),
@@ -445,7 +454,7 @@ impl<'a> Planner<'a> {
             base_revision: cx.base_revision,
             created_at: cx.now,
             files,
-            actions: self.actions,
+            actions,
             errors,
             billable,
             refused,
@@ -467,7 +476,7 @@ pub fn make_plan(mut input: PlanInput<'_>) -> Plan {
         base_revision: input.base_revision,
         now: input.now,
     };
-    let mut planner = Planner::new(cx, specs.len());
+    let mut planner = Planner::new(cx);
     for spec in specs {
         planner.add(spec);
     }
@@ -591,7 +600,7 @@ struct Absent<'a> {
 }
 
 impl Absent<'_> {
-    fn plan(&self, stored: &Stored<'_>, seen: &HashSet<i64>, actions: &mut Vec<Action>) {
+    fn plan(&self, stored: &Stored<'_>, seen: &HashSet<i64>, mut push: impl FnMut(Action)) {
         let (input, read_counts) = (self, self.read_counts);
         let refused_ids: HashSet<&str> = self
             .refused
@@ -606,7 +615,7 @@ impl Absent<'_> {
                 continue;
             }
             match u.status {
-                Status::Active if read_counts => actions.push(Action::Disable {
+                Status::Active if read_counts => push(Action::Disable {
                     user_id: u.id,
                     source_id: sid.to_string(),
                     at: None,
@@ -619,7 +628,7 @@ impl Absent<'_> {
                         .zip(u.disabled_at)
                         .is_some_and(|(days, at)| input.now - at >= i64::from(days) * 86_400);
                     if expired {
-                        actions.push(Action::Delete {
+                        push(Action::Delete {
                             user_id: u.id,
                             source_id: sid.to_string(),
                             extension: u.extension_value(),
@@ -639,6 +648,7 @@ fn describe(at: &RowRef, sid: &str) -> String {
     }
 }
 
+mod actions;
 mod diff;
 mod extension;
 mod index;
@@ -646,9 +656,11 @@ mod safety;
 #[cfg(test)]
 mod tests;
 
+pub use actions::Actions;
+use actions::{ActionsMark, Entry};
 pub use diff::{diff, ChangedField};
 use diff::{merged, same};
-use extension::{free_extension, requested_extension, Requested};
+use extension::{assigned_note, free_number, requested_extension, site_ranges, Requested};
 use index::{Index, Key};
 pub use safety::Refusal;
-use safety::{count_billable, safety_verdict};
+use safety::{safety_verdict, Tally};

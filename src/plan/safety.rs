@@ -7,9 +7,17 @@ use crate::config::Limits;
 use crate::model::Status;
 use serde::{Deserialize, Serialize};
 
-pub(super) fn count_billable(actions: &[Action], owned: &Index<'_>) -> Billable {
-    let mut b = Billable::default();
-    for a in actions {
+/// What the safety thresholds look at, counted as the plan's actions are
+/// made: billable impact and disables.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Tally {
+    pub(super) billable: Billable,
+    pub(super) disables: u64,
+}
+
+impl Tally {
+    pub(super) fn add(&mut self, a: &Action, owned: &Index<'_>) {
+        let b = &mut self.billable;
         match a {
             Action::Create { fields, .. } => {
                 b.devices += u64::from(fields.device.is_some());
@@ -33,10 +41,10 @@ pub(super) fn count_billable(actions: &[Action], owned: &Index<'_>) -> Billable 
                     .is_some_and(|u| u.status == Status::Active && u.scope().is_billable());
                 b.call_center_seats += u64::from(fields.scope.is_billable() && !was_billed);
             }
+            Action::Disable { .. } => self.disables += 1,
             _ => {}
         }
     }
-    b
 }
 
 /// Why a safety threshold refused a plan.
@@ -91,16 +99,8 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-pub(super) fn safety_verdict(
-    actions: &[Action],
-    active_owned: u64,
-    billable: Billable,
-    limits: &Limits,
-) -> Option<Refusal> {
-    let disables = actions
-        .iter()
-        .filter(|a| matches!(a, Action::Disable { .. }))
-        .count() as u64;
+pub(super) fn safety_verdict(t: &Tally, active_owned: u64, limits: &Limits) -> Option<Refusal> {
+    let (disables, billable) = (t.disables, t.billable);
     if disables > limits.max_disable {
         return Some(Refusal::MaxDisable {
             disables,

@@ -375,8 +375,8 @@ fn plan_table() {
     let cfg = config("");
     for c in &cases {
         let p = plan_for(c, &cfg);
-        let got: Vec<(&str, &str, Option<String>)> = p
-            .actions
+        let actions = p.actions.to_vec();
+        let got: Vec<(&str, &str, Option<String>)> = actions
             .iter()
             .map(|a| (a.name(), a.source_id(), ext_of(a)))
             .collect();
@@ -408,7 +408,7 @@ fn update_lists_field_changes() {
         want: vec![],
     };
     let p = plan_for(&c, &cfg);
-    let Action::Update { changes, .. } = &p.actions[0] else {
+    let Action::Update { changes, .. } = &p.actions.to_vec()[0] else {
         panic!("{:?}", p.actions)
     };
     let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
@@ -431,7 +431,7 @@ fn a_sync_never_removes_a_device() {
         errors: vec![],
         want: vec![],
     };
-    assert_eq!(plan_for(&c, &cfg).actions[0].name(), "unchanged");
+    assert_eq!(plan_for(&c, &cfg).actions.to_vec()[0].name(), "unchanged");
 }
 
 #[test]
@@ -552,7 +552,7 @@ fn a_blank_caller_id_keeps_the_site_default() {
         errors: vec![],
         want: vec![],
     };
-    assert_eq!(plan_for(&c, &cfg).actions[0].name(), "unchanged");
+    assert_eq!(plan_for(&c, &cfg).actions.to_vec()[0].name(), "unchanged");
 }
 
 #[test]
@@ -577,8 +577,8 @@ fn a_free_number_asked_by_a_later_row_is_not_handed_to_an_earlier_one() {
         want: vec![],
     };
     let p = plan_for(&c, &cfg);
-    let got: Vec<(String, Option<String>)> = p
-        .actions
+    let actions = p.actions.to_vec();
+    let got: Vec<(String, Option<String>)> = actions
         .iter()
         .map(|a| (a.name().to_string(), ext_of(a)))
         .collect();
@@ -679,7 +679,7 @@ fn rollback_forgets_a_refused_files_rows() {
             s.requested_extension = Extension::parse(ext).ok();
         })
     };
-    let mut p = Planner::new(full_read(&cfg, &stored), 4);
+    let mut p = Planner::new(full_read(&cfg, &stored));
     p.mark();
     p.add(spec("a"));
     p.mark();
@@ -692,8 +692,8 @@ fn rollback_forgets_a_refused_files_rows() {
     p.add(ask("e", "1000"));
     p.add(ask("f", "sales"));
     let plan = p.finish(Vec::new(), true, Vec::new());
-    let got: Vec<(&str, &str, Option<String>)> = plan
-        .actions
+    let actions = plan.actions.to_vec();
+    let got: Vec<(&str, &str, Option<String>)> = actions
         .iter()
         .map(|a| (a.name(), a.source_id(), ext_of(a)))
         .collect();
@@ -734,14 +734,14 @@ fn rollback_forgets_a_refused_files_rows() {
 fn rollback_keeps_users_named_before_the_mark() {
     let cfg = config("");
     let stored = vec![stored(1, "1009", Some("hr"), "known", Status::Active)];
-    let mut p = Planner::new(full_read(&cfg, &stored), 2);
+    let mut p = Planner::new(full_read(&cfg, &stored));
     p.mark();
     p.add(spec("known"));
     p.mark();
     p.add(spec("known"));
     p.rollback();
     let plan = p.finish(Vec::new(), true, Vec::new());
-    let got: Vec<&str> = plan.actions.iter().map(Action::name).collect();
+    let got: Vec<&str> = plan.actions.iter().map(|a| a.name()).collect();
     assert_eq!(got, ["unchanged"], "not disabled as absent");
 }
 
@@ -758,4 +758,154 @@ fn full_read<'a>(cfg: &'a Config, stored: &'a [StoredUser]) -> PlanContext<'a> {
         base_revision: 7,
         now: 1_000_000,
     }
+}
+
+fn row(file: &std::sync::Arc<str>, row: u64) -> RowRef {
+    RowRef {
+        file: file.clone(),
+        row: Some(row),
+    }
+}
+
+/// One action of each kind, rows from two files.
+fn one_of_each() -> Vec<Action> {
+    let (a, b): (std::sync::Arc<str>, std::sync::Arc<str>) = ("a.csv".into(), "b.csv".into());
+    let ext = |e: &str| Extension::parse(e).unwrap();
+    vec![
+        Action::Create {
+            source_id: "1".into(),
+            at: row(&a, 2),
+            extension: ext("1000"),
+            fields: Box::new(fields("Ann")),
+            note: Some("asked for 99".into()),
+        },
+        Action::Update {
+            user_id: 7,
+            source_id: "2".into(),
+            at: row(&b, 3),
+            extension: ext("1001"),
+            changes: vec![Change {
+                field: ChangedField::Title,
+                from: None,
+                to: Some("Boss".into()),
+            }],
+            fields: Box::new(fields("Bo")),
+            add_device: true,
+        },
+        Action::Reenable {
+            user_id: 8,
+            source_id: "3".into(),
+            at: row(&a, 4),
+            extension: ext("sales"),
+            changes: Vec::new(),
+            fields: Box::new(fields("Cy")),
+            add_device: false,
+        },
+        Action::Disable {
+            user_id: 9,
+            source_id: "4".into(),
+            at: None,
+            extension: ext("1003"),
+            reason: DisableReason::Absent,
+        },
+        Action::Delete {
+            user_id: 10,
+            source_id: "5".into(),
+            extension: ext("1004"),
+        },
+        Action::Unchanged {
+            source_id: "6".into(),
+            at: row(&b, 5),
+            extension: None,
+            note: Some("left".into()),
+        },
+        Action::Conflict {
+            source_id: "7".into(),
+            at: row(&a, 6),
+            reason: "taken".into(),
+        },
+    ]
+}
+
+#[test]
+fn packed_actions_read_back_as_pushed_and_plan_json_is_unchanged() {
+    let want = one_of_each();
+    let packed: Actions = want.iter().cloned().collect();
+    assert_eq!(packed.len(), want.len());
+    assert_eq!(packed.writes(), 5);
+    assert_eq!(packed.to_vec(), want);
+    let c = packed.counts();
+    assert_eq!((c.create, c.update, c.reenable, c.disable), (1, 1, 1, 1));
+    assert_eq!((c.delete, c.skipped, c.unchanged, c.conflict), (1, 1, 0, 1));
+    let conflicts: Vec<Action> = packed.conflicts().collect();
+    assert_eq!(conflicts, want[6..].to_vec());
+    // A plan file lists its actions exactly as an unpacked list would.
+    let json = serde_json::to_string(&packed).unwrap();
+    assert_eq!(json, serde_json::to_string(&want).unwrap());
+    let back: Actions = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, packed);
+}
+
+#[test]
+fn packed_actions_span_buffers_and_truncate_to_a_mark() {
+    let each = one_of_each();
+    let note = "n".repeat(300);
+    let mut packed = Actions::new();
+    let mut want = Vec::new();
+    // Enough for several 1 MiB buffers.
+    for i in 0..12_000 {
+        let mut a = each[i % each.len()].clone();
+        if let Action::Conflict { reason, .. } = &mut a {
+            *reason = format!("{note}{i}");
+        }
+        want.push(a.clone());
+        packed.push(a);
+    }
+    let mark = packed.mark();
+    let before = packed.counts();
+    for a in each.iter().cycle().take(5_000) {
+        packed.push(a.clone());
+    }
+    assert_eq!(packed.len(), 17_000);
+    packed.truncate(mark);
+    assert_eq!(packed.len(), 12_000);
+    assert_eq!(packed.counts(), before);
+    assert_eq!(packed.to_vec(), want);
+    assert_eq!(packed.conflicts().count(), 12_000 / each.len());
+    packed.push(each[0].clone());
+    want.push(each[0].clone());
+    assert_eq!(packed.to_vec(), want);
+}
+
+#[test]
+fn new_users_waiting_for_a_number_read_as_creates_or_conflicts() {
+    let mut packed = Actions::new();
+    let a: std::sync::Arc<str> = "a.csv".into();
+    packed.push_pending("1".into(), row(&a, 2), Box::new(fields("Ann")), None);
+    packed.push_pending(
+        "2".into(),
+        row(&a, 3),
+        Box::new(fields("Bo")),
+        Some("99 is reserved".into()),
+    );
+    packed.push_pending("3".into(), row(&a, 4), Box::new(fields("Cy")), None);
+    packed.assign(
+        [
+            Ok(1000),
+            Ok(1001),
+            Err("no free extension left in 1000-1001".into()),
+        ]
+        .into_iter(),
+    );
+    let got = packed.to_vec();
+    assert!(
+        matches!(&got[0], Action::Create { extension, note: None, .. } if extension.as_str() == "1000")
+    );
+    assert!(
+        matches!(&got[1], Action::Create { extension, note: Some(n), .. } if extension.as_str() == "1001" && n == "99 is reserved (1001)")
+    );
+    assert!(matches!(&got[2], Action::Conflict { reason, .. } if reason.starts_with("no free")));
+    assert_eq!(packed.writes(), 2);
+    assert_eq!(packed.conflicts().count(), 1);
+    assert_eq!((packed.counts().create, packed.counts().conflict), (2, 1));
 }

@@ -685,7 +685,7 @@ impl Store {
                 Action::Update { user_id, .. }
                 | Action::Reenable { user_id, .. }
                 | Action::Disable { user_id, .. }
-                | Action::Delete { user_id, .. } => Some(*user_id),
+                | Action::Delete { user_id, .. } => Some(user_id),
                 _ => None,
             })
             .collect();
@@ -705,8 +705,8 @@ impl Store {
                 .join("; ")
         };
         let mut out = Vec::new();
-        for a in &plan.actions {
-            let row = match a {
+        for a in plan.actions.iter() {
+            let row = match &a {
                 Action::Create {
                     source_id,
                     extension,

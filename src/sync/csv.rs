@@ -421,17 +421,17 @@ fn result_report<'p>(
         }
     };
     let applied = !report.dry_run && report.outcome != Outcome::Refused;
-    let capacity = usize::try_from(f.rows.len()).unwrap_or(0);
-    let mut by_row: HashMap<u64, &Action> = HashMap::with_capacity(capacity);
-    for a in &plan.actions {
-        if let Some(row) = a
-            .at()
-            .filter(|at| *at.file == *f.path)
-            .and_then(|at| at.row)
-        {
-            by_row.insert(row, a);
-        }
-    }
+    // A file's actions come in the order of its rows (the planner plans
+    // them as they are read), so they are unpacked alongside the rows.
+    let file_path = f.path.clone();
+    let mut planned = plan
+        .actions
+        .iter()
+        .filter_map(move |a| {
+            let row = a.at().filter(|at| *at.file == *file_path)?.row?;
+            Some((row, a))
+        })
+        .peekable();
     let mut errors: HashMap<u64, Vec<String>> = HashMap::new();
     for e in report.errors.iter().filter(|e| e.file == f.path) {
         if let Some(row) = e.row {
@@ -461,10 +461,13 @@ fn result_report<'p>(
         // is not one of them.
         let (result, extension, message) = match errors.remove(&row) {
             Some(msgs) => ("error".to_string(), None, Some(msgs.join("; "))),
-            None => by_row.get(&row).map_or_else(
-                || ("skipped".into(), None, None),
-                |a| row_result(a, applied),
-            ),
+            None => {
+                while planned.next_if(|(r, _)| *r < row).is_some() {}
+                planned.next_if(|(r, _)| *r == row).map_or_else(
+                    || ("skipped".into(), None, None),
+                    |(_, a)| row_result(&a, applied),
+                )
+            }
         };
         ResultRow {
             row,

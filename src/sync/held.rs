@@ -56,8 +56,8 @@ pub struct Decision {
 /// another name, are the same plan).
 fn digest(plan: &Plan) -> String {
     let mut h = Sha256::new();
-    for a in &plan.actions {
-        let mut v = serde_json::to_value(a).unwrap_or_default();
+    for a in plan.actions.iter() {
+        let mut v = serde_json::to_value(&a).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
             o.remove("at");
         }

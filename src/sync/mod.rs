@@ -281,9 +281,8 @@ async fn read_and_plan<K: SourceRun>(
         }
     };
     let (stored, revision) = loaded?;
-    let mut planner = Planner::new(context(cfg, source, false, &stored, revision), 0);
+    let mut planner = Planner::new(context(cfg, source, false, &stored, revision));
     let take = |planner: &mut Planner<'_>, m: Mapped| match m {
-        Mapped::Expect(n) => planner.reserve(n),
         Mapped::Specs(specs) => specs.into_iter().for_each(|s| planner.add(s)),
         Mapped::Mark => planner.mark(),
         Mapped::Rollback => planner.rollback(),
@@ -396,7 +395,7 @@ fn plan(
     (stored, revision): &(Vec<StoredUser>, i64),
 ) -> Plan {
     let cx = context(cfg, source, read.changed_only, stored, *revision);
-    let mut planner = Planner::new(cx, specs.len());
+    let mut planner = Planner::new(cx);
     for spec in specs {
         planner.add(spec);
     }
@@ -455,7 +454,7 @@ async fn execute(
                 .push(held::hold(store, plan, run_id, &refusal.to_string()).await?);
         }
         store.finish_run(run_id, &report).await?;
-        crate::mail::queue_admin_report(&cfg.mail, store, &report, &[]).await;
+        crate::mail::queue_admin_report(&cfg.mail, store, &report, std::iter::empty()).await;
         tracing::warn!(reason = %refusal, "run refused by a safety threshold");
         return Ok(report);
     }
@@ -498,7 +497,7 @@ async fn execute(
         report.notes.push(format!(
             "stopped by shutdown after {} of {} writes; the next run applies the rest",
             outcome.applied,
-            plan.actions.iter().filter(|a| a.writes()).count()
+            plan.actions.writes()
         ));
     }
     store.finish_run(run_id, &report).await?;
@@ -507,8 +506,8 @@ async fn execute(
         store.supersede_held_plan(&plan.source).await?;
     }
     // Queue mail: the admin report of what took effect.
-    let applied: Vec<_> = applied_writes(plan, true, &outcome.failed).collect();
-    crate::mail::queue_admin_report(&cfg.mail, store, &report, &applied).await;
+    let applied = applied_writes(plan, true, &outcome.failed);
+    crate::mail::queue_admin_report(&cfg.mail, store, &report, applied).await;
     tracing::info!(
         run_id,
         created = report.created,

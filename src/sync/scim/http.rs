@@ -584,7 +584,8 @@ async fn hold(
             )],
             ..RunReport::default()
         };
-        crate::mail::queue_admin_report(&app.cfg.mail, &app.store, &report, &[]).await;
+        crate::mail::queue_admin_report(&app.cfg.mail, &app.store, &report, std::iter::empty())
+            .await;
         app.wake.notify_one();
     }
     Ok(())
