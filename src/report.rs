@@ -3,7 +3,7 @@
 //! store keeps it as JSON in `runs.report`.
 
 use crate::model::{Failed, RowError};
-use crate::plan::{Action, Billable, Plan, Refusal};
+use crate::plan::{Action, Billable, Counts, Plan, Refusal};
 use serde::{Serialize, Serializer};
 use std::collections::HashSet;
 
@@ -163,50 +163,29 @@ impl RunReport {
             notes: plan.notes.clone(),
             ..Default::default()
         };
-        if failed.is_empty() {
+        let c = if failed.is_empty() {
             // Counted as planned; only the conflicts are unpacked.
-            let c = plan.actions.counts();
-            if applied || dry_run {
-                (r.created, r.updated, r.reenabled) = (c.create, c.update, c.reenable);
-                (r.disabled, r.deleted) = (c.disable, c.delete);
-            }
-            (r.unchanged, r.skipped) = (c.unchanged, c.skipped);
             for a in plan.actions.conflicts() {
                 r.conflict(a);
             }
+            plan.actions.counts()
         } else {
+            let mut c = Counts::default();
             for a in plan.actions.iter() {
-                if let Action::Conflict {
-                    source_id,
-                    reason,
-                    at,
-                } = a
-                {
-                    r.conflicts.push(ConflictEntry {
-                        source_id,
-                        reason,
-                        file: Some(at.file.to_string()),
-                        row: at.row,
-                    });
-                    continue;
-                }
-                if a.writes() && (failed_ids.contains(a.source_id()) || (!applied && !dry_run)) {
-                    continue;
-                }
-                match a {
-                    Action::Create { .. } => r.created += 1,
-                    Action::Update { .. } => r.updated += 1,
-                    Action::Reenable { .. } => r.reenabled += 1,
-                    Action::Disable { .. } => r.disabled += 1,
-                    Action::Delete { .. } => r.deleted += 1,
-                    Action::Unchanged {
-                        extension: None, ..
-                    } => r.skipped += 1,
-                    Action::Unchanged { .. } => r.unchanged += 1,
-                    Action::Conflict { .. } => {}
+                if matches!(a, Action::Conflict { .. }) {
+                    r.conflict(a);
+                } else if !(a.writes() && failed_ids.contains(a.source_id())) {
+                    c.add(&a);
                 }
             }
+            c
+        };
+        // A run neither applied nor dry shows no writes.
+        if applied || dry_run {
+            (r.created, r.updated, r.reenabled) = (c.create, c.update, c.reenable);
+            (r.disabled, r.deleted) = (c.disable, c.delete);
         }
+        (r.unchanged, r.skipped) = (c.unchanged, c.skipped);
         for f in failed {
             r.errors.push(RowError {
                 file: f

@@ -70,7 +70,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, a: &Action) {
+    pub fn add(&mut self, a: &Action) {
         let n = match a {
             Action::Create { .. } => &mut self.create,
             Action::Update { .. } => &mut self.update,

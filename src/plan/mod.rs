@@ -656,7 +656,7 @@ mod safety;
 #[cfg(test)]
 mod tests;
 
-pub use actions::Actions;
+pub use actions::{Actions, Counts};
 use actions::{ActionsMark, Entry};
 pub use diff::{diff, ChangedField};
 use diff::{merged, same};
