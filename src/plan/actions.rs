@@ -197,32 +197,11 @@ impl Actions {
 
     /// The conflicts alone, in order, the other actions left packed.
     pub fn conflicts(&self) -> impl Iterator<Item = Action> + '_ {
-        let mut pending = 0;
-        self.segments.iter().flat_map(move |seg| {
-            let mut pos = 0;
-            let mut entries = Vec::new();
-            while let Some(&tag) = seg.get(pos + LEN) {
-                let at = pos;
-                if skip(seg, &mut pos).is_none() {
-                    break;
-                }
-                let wanted = match tag {
-                    CONFLICT_TAG => true,
-                    PENDING_TAG => {
-                        pending += 1;
-                        self.numbers.get(pending - 1) == Some(&NO_NUMBER)
-                    }
-                    _ => false,
-                };
-                if wanted {
-                    entries.push((at, pending));
-                }
-            }
-            entries.into_iter().filter_map(move |(mut at, pending)| {
-                let e = decode(seg, &mut at, &self.files)?;
-                Some(self.resolve(pending.saturating_sub(1), e).into_action())
-            })
-        })
+        Entries {
+            only_conflicts: true,
+            ..self.entries_from(ActionsMark::default())
+        }
+        .map(Entry::into_action)
     }
 
     pub fn push(&mut self, a: Action) {
@@ -305,6 +284,7 @@ impl Actions {
             segment,
             pos,
             pending: m.pending,
+            only_conflicts: false,
         }
     }
 
@@ -525,52 +505,54 @@ pub(super) struct Entries<'a> {
     pos: usize,
     /// Waiting new users passed so far.
     pending: usize,
+    /// Decodes only the conflicts (and waiting users no number was left
+    /// for), passing over the rest by their variant byte.
+    only_conflicts: bool,
 }
 
 impl Iterator for Entries<'_> {
     type Item = Entry;
 
     fn next(&mut self) -> Option<Entry> {
+        let a = self.actions;
         loop {
-            let seg = self.actions.segments.get(self.segment)?;
-            if let Some(e) = decode(seg, &mut self.pos, &self.actions.files) {
-                return Some(match e {
-                    Entry::Pending { .. } => {
-                        self.pending += 1;
-                        self.actions.resolve(self.pending - 1, e)
-                    }
-                    e => e,
-                });
+            let seg = a.segments.get(self.segment)?;
+            let Some(body) = next_entry(seg, &mut self.pos) else {
+                self.segment += 1;
+                self.pos = 0;
+                continue;
+            };
+            let tag = body.and_then(|b| b.first().copied());
+            let waiting = tag == Some(PENDING_TAG);
+            self.pending += usize::from(waiting);
+            let place = self.pending.saturating_sub(1);
+            if self.only_conflicts {
+                let no_number = waiting && a.numbers.get(place) == Some(&NO_NUMBER);
+                if tag != Some(CONFLICT_TAG) && !no_number {
+                    continue;
+                }
             }
-            self.segment += 1;
-            self.pos = 0;
+            let packed = match body.map(postcard::from_bytes::<Packed>) {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => unreadable(&e),
+                None => unreadable(&"the entry runs past its buffer"),
+            };
+            let e = unpack(packed, &a.files);
+            return Some(if waiting { a.resolve(place, e) } else { e });
         }
     }
 }
 
-/// Moves `*pos` past the entry there; none at the end.
-fn skip(seg: &[u8], pos: &mut usize) -> Option<()> {
-    let head = seg.get(*pos..*pos + LEN)?;
-    let mut n = [0; LEN];
-    n.copy_from_slice(head);
-    *pos = (*pos + LEN).saturating_add(u32::from_le_bytes(n) as usize);
-    Some(())
-}
-
-/// The entry at `*pos` of `seg`, moving `*pos` past it; none at the end.
-fn decode(seg: &[u8], pos: &mut usize, files: &[Arc<str>]) -> Option<Entry> {
+/// The bytes of the entry at `*pos` of `seg` (none if they run past it),
+/// moving `*pos` past it; none at the end.
+fn next_entry<'s>(seg: &'s [u8], pos: &mut usize) -> Option<Option<&'s [u8]>> {
     let head = seg.get(*pos..*pos + LEN)?;
     let mut n = [0; LEN];
     n.copy_from_slice(head);
     let start = *pos + LEN;
     let end = start.saturating_add(u32::from_le_bytes(n) as usize);
     *pos = end;
-    let packed = match seg.get(start..end).map(postcard::from_bytes::<Packed>) {
-        Some(Ok(p)) => p,
-        Some(Err(e)) => unreadable(&e),
-        None => unreadable(&"the entry runs past its buffer"),
-    };
-    Some(unpack(packed, files))
+    Some(seg.get(start..end))
 }
 
 fn unreadable(e: &dyn std::fmt::Display) -> Packed {
