@@ -23,7 +23,6 @@ use crate::store::{
 };
 use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -96,7 +95,7 @@ pub async fn apply_plan(
     if total == 0 {
         return Ok(out);
     }
-    create_names(store, dom.id, plan.actions.iter().filter(Action::writes)).await?;
+    create_names(store, dom.id, plan).await?;
 
     let limiter = limits
         .writes_per_second
@@ -326,37 +325,11 @@ where
 }
 
 /// Departments and sites named by the plan exist before any user refers to them.
-async fn create_names(
-    store: &Store,
-    domain_id: i64,
-    writes: impl Iterator<Item = Action>,
-) -> Result<(), StoreError> {
-    let mut depts = BTreeSet::new();
-    let mut sites = BTreeSet::new();
-    for a in writes {
-        if let Action::Create { fields, .. }
-        | Action::Update { fields, .. }
-        | Action::Reenable { fields, .. } = a
-        {
-            depts.extend(fields.department);
-            sites.extend(fields.site);
-        }
-    }
+async fn create_names(store: &Store, domain_id: i64, plan: &Plan) -> Result<(), StoreError> {
+    let (depts, sites) = plan.actions.names();
     let mut tx = store.begin_write().await?;
-    Store::ensure_names(
-        &mut tx,
-        domain_id,
-        NameTable::Departments,
-        &depts.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await?;
-    Store::ensure_names(
-        &mut tx,
-        domain_id,
-        NameTable::Sites,
-        &sites.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await?;
+    Store::ensure_names(&mut tx, domain_id, NameTable::Departments, &depts).await?;
+    Store::ensure_names(&mut tx, domain_id, NameTable::Sites, &sites).await?;
     tx.commit().await.map_err(StoreError::Query)
 }
 

@@ -14,6 +14,7 @@ use super::{Action, Change, DisableReason};
 use crate::model::{Extension, RowRef, UserFields};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A buffer is closed once it holds this much.
@@ -38,6 +39,73 @@ pub struct Actions {
     /// was left), and why none was left.
     numbers: Vec<u64>,
     no_number: Vec<(usize, String)>,
+    /// Departments and sites the writes name, so that apply creates them
+    /// without unpacking the plan first.
+    names: Names,
+}
+
+/// Names with how many writes name each.
+#[derive(Clone, Default)]
+struct Names {
+    departments: BTreeMap<Box<str>, u32>,
+    sites: BTreeMap<Box<str>, u32>,
+}
+
+impl Names {
+    fn add(&mut self, f: &UserFields) {
+        for (map, name) in [
+            (&mut self.departments, &f.department),
+            (&mut self.sites, &f.site),
+        ] {
+            if let Some(n) = name {
+                match map.get_mut(n.as_str()) {
+                    Some(c) => *c += 1,
+                    None => {
+                        map.insert(n.as_str().into(), 1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets the names `other` counted.
+    fn subtract(&mut self, other: &Names) {
+        for (map, gone) in [
+            (&mut self.departments, &other.departments),
+            (&mut self.sites, &other.sites),
+        ] {
+            for (name, n) in gone {
+                if let Some(c) = map.get_mut(name) {
+                    *c = c.saturating_sub(*n);
+                    if *c == 0 {
+                        map.remove(name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The fields of a write that names a department and site.
+fn named(a: &Action) -> Option<&UserFields> {
+    match a {
+        Action::Create { fields, .. }
+        | Action::Update { fields, .. }
+        | Action::Reenable { fields, .. } => Some(fields),
+        _ => None,
+    }
+}
+
+/// The names in `entries`' writes, waiting new users included.
+fn names_in(entries: impl Iterator<Item = Entry>) -> Names {
+    let mut names = Names::default();
+    for e in entries {
+        match &e {
+            Entry::Action(a) => named(a).into_iter().for_each(|f| names.add(f)),
+            Entry::Pending { fields, .. } => names.add(fields),
+        }
+    }
+    names
 }
 
 /// Marks a new user no free number was left for.
@@ -204,9 +272,20 @@ impl Actions {
         .map(Entry::into_action)
     }
 
+    /// The departments and sites the plan's writes name.
+    pub fn names(&self) -> (Vec<&str>, Vec<&str>) {
+        fn keys(m: &BTreeMap<Box<str>, u32>) -> Vec<&str> {
+            m.keys().map(|k| &**k).collect()
+        }
+        (keys(&self.names.departments), keys(&self.names.sites))
+    }
+
     pub fn push(&mut self, a: Action) {
         self.writes += usize::from(a.writes());
         self.counts.add(&a);
+        if let Some(f) = named(&a) {
+            self.names.add(f);
+        }
         let packed = self.pack(a);
         self.put(&packed);
     }
@@ -221,6 +300,7 @@ impl Actions {
     ) {
         let at = self.at(at);
         self.pending += 1;
+        self.names.add(&fields);
         self.put(&Packed::Pending {
             source_id,
             at,
@@ -267,6 +347,22 @@ impl Actions {
                 }
             }
         }
+        if !self.no_number.is_empty() {
+            // Those left without a number write nothing: their names go
+            // (read with the numbers set aside, as they were waiting).
+            let numbers = std::mem::take(&mut self.numbers);
+            let mut place = 0;
+            let unnumbered = self.entries_from(ActionsMark::default()).filter(|e| {
+                let Entry::Pending { .. } = e else {
+                    return false;
+                };
+                place += 1;
+                numbers.get(place - 1) == Some(&NO_NUMBER)
+            });
+            let gone = names_in(unnumbered);
+            self.names.subtract(&gone);
+            self.numbers = numbers;
+        }
         let created = self.numbers.len() - self.no_number.len();
         self.writes += created;
         self.counts.create += created as u64;
@@ -290,6 +386,8 @@ impl Actions {
 
     /// Forgets the entries pushed since `m`.
     pub(super) fn truncate(&mut self, m: ActionsMark) {
+        let gone = names_in(self.entries_from(m));
+        self.names.subtract(&gone);
         self.segments.truncate(m.segments);
         if let Some(last) = self.segments.last_mut() {
             last.truncate(m.last_len);

@@ -909,3 +909,47 @@ fn new_users_waiting_for_a_number_read_as_creates_or_conflicts() {
     assert_eq!(packed.conflicts().count(), 1);
     assert_eq!((packed.counts().create, packed.counts().conflict), (2, 1));
 }
+
+fn in_dept(name: &str, dept: &str, site: &str) -> Box<UserFields> {
+    Box::new(UserFields {
+        department: Some(dept.into()),
+        site: Some(site.into()),
+        ..fields(name)
+    })
+}
+
+#[test]
+fn packed_actions_name_only_the_departments_and_sites_their_writes_keep() {
+    let a: std::sync::Arc<str> = "a.csv".into();
+    let mut packed = Actions::new();
+    packed.push(Action::Create {
+        source_id: "1".into(),
+        at: row(&a, 2),
+        extension: Extension::parse("1000").unwrap(),
+        fields: in_dept("Ann", "Sales", "Berlin"),
+        note: None,
+    });
+    packed.push_pending(
+        "2".into(),
+        row(&a, 3),
+        in_dept("Bo", "Sales", "Paris"),
+        None,
+    );
+    packed.push_pending("3".into(), row(&a, 4), in_dept("Cy", "Ops", "Rome"), None);
+    let mark = packed.mark();
+    packed.push_pending("4".into(), row(&a, 5), in_dept("Di", "Legal", "Oslo"), None);
+    // A conflict or an unchanged row writes nothing: no names of its own.
+    packed.push(Action::Unchanged {
+        source_id: "5".into(),
+        at: row(&a, 6),
+        extension: None,
+        note: None,
+    });
+    assert_eq!(packed.names().0, ["Legal", "Ops", "Sales"]);
+    packed.truncate(mark);
+    assert_eq!(packed.names().0, ["Ops", "Sales"]);
+    // Cy gets no number: Ops and Rome go, Sales stays (Ann and Bo).
+    packed.assign([Ok(1001), Err("no free extension left".into())].into_iter());
+    assert_eq!(packed.names(), (vec!["Sales"], vec!["Berlin", "Paris"]));
+    assert_eq!(packed.to_vec().len(), 3);
+}
