@@ -16,7 +16,7 @@ use pbx_onboard::mail::Mailer;
 use pbx_onboard::mapping::map_all;
 use pbx_onboard::model::{Origin, StoredUser};
 use pbx_onboard::plan::{make_plan, Action, PlanInput};
-use pbx_onboard::source::csv::{parse_bytes, rows_in, CsvOptions};
+use pbx_onboard::source::csv::{parse_bytes, read_file_each, rows_in, CsvOptions};
 use pbx_onboard::source::ldap_entry::{render_binary_id, to_record, Entry};
 use pbx_onboard::store::{OutboxItem, Payload, WelcomeItem};
 use proptest::prelude::*;
@@ -249,9 +249,43 @@ fn csv_file() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A file streamed from disk reads as the same bytes in memory: refused
+/// alike, or the same rows, records and row errors.
+fn streamed_read_agrees(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let mut tmp = tempfile::NamedTempFile::new_in(world()._dir.path()).expect("temp file");
+    std::io::Write::write_all(&mut tmp, bytes).expect("write");
+    let name = tmp.path().display().to_string();
+    let mut streamed = Vec::new();
+    let from_disk = read_file_each(tmp.path(), &CsvOptions::default(), &mut streamed);
+    let in_memory = parse_bytes(&name, bytes, &CsvOptions::default());
+    match (from_disk, in_memory) {
+        (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+        (Ok(a), Ok(b)) => {
+            prop_assert_eq!((a.encoding, a.delimiter), (b.encoding, b.delimiter));
+            prop_assert_eq!(&a.header, &b.header);
+            prop_assert_eq!(&a.rows, &b.rows);
+            prop_assert_eq!(format!("{:?}", a.errors), format!("{:?}", b.errors));
+            let key = |r: &pbx_onboard::model::StaffRecord| {
+                (
+                    r.origin.row,
+                    r.source_id.clone(),
+                    r.first_name.clone(),
+                    r.title.clone(),
+                )
+            };
+            let a: Vec<_> = streamed.iter().map(key).collect();
+            let b: Vec<_> = b.records.iter().map(key).collect();
+            prop_assert_eq!(a, b);
+        }
+        (a, b) => prop_assert!(false, "from disk {:?}, in memory {:?}", a.err(), b.err()),
+    }
+    Ok(())
+}
+
 /// The pipeline over one file, checking every invariant.
 fn pipeline(bytes: &[u8]) -> Result<(), TestCaseError> {
     let w = world();
+    streamed_read_agrees(bytes)?;
     let Ok(file) = parse_bytes("fuzz.csv", bytes, &CsvOptions::default()) else {
         return Ok(()); // refused whole, with a CsvError: nothing else to check
     };

@@ -3,8 +3,58 @@
 
 use super::*;
 
+/// Parses `bytes` in memory, and as a file streamed from disk: both give
+/// the same file, records and errors, or refuse it alike.
 fn parse(bytes: &[u8]) -> Result<CsvFile, CsvError> {
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = d.path().join("t.csv");
+    std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{e}"));
+    let name = path.display().to_string();
+    let mut streamed = Vec::new();
+    let from_disk = read_file_each(&path, &CsvOptions::default(), &mut streamed);
+    let in_memory = parse_bytes(&name, bytes, &CsvOptions::default());
+    assert_eq!(same_read(&from_disk, &streamed), same_read(&in_memory, &[]));
+    if let Ok(f) = &from_disk {
+        assert!(f.stamp.is_some(), "a file read whole is stamped");
+        // UTF-8 is parsed as it streams, the rest decoded whole.
+        let streams = scan_file(bytes).ok().flatten().is_some();
+        assert_eq!(streams, f.encoding == "UTF-8", "{}", f.encoding);
+    }
     parse_bytes("t.csv", bytes, &CsvOptions::default())
+}
+
+/// What a read gave, as text to compare (`records` streamed to a sink, or
+/// collected in the file).
+fn same_read(r: &Result<CsvFile, CsvError>, sunk: &[StaffRecord]) -> String {
+    match r {
+        Err(e) => format!("refused: {e}"),
+        Ok(f) => {
+            let records = if f.records.is_empty() {
+                sunk
+            } else {
+                &f.records
+            };
+            // Column names in order: their map's order is the hasher's.
+            let records: Vec<String> = records
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    let columns: std::collections::BTreeMap<_, _> = r
+                        .origin
+                        .columns
+                        .iter()
+                        .map(|(f, c)| (f.key(), c.clone()))
+                        .collect();
+                    r.origin.columns = Arc::default();
+                    format!("{columns:?} {r:?}")
+                })
+                .collect();
+            format!(
+                "{} {} {:?} {:?} {records:?} {:?}",
+                f.encoding, f.delimiter, f.header, f.rows, f.errors
+            )
+        }
+    }
 }
 
 fn ok(bytes: &[u8]) -> CsvFile {
@@ -292,4 +342,51 @@ fn row_numbers_follow_blank_lines() {
     let again: Vec<u64> = rows_in(&f, bytes).map(|(row, _)| row).collect();
     assert_eq!(again, [3, 4, 8, 9]);
     assert_eq!(f.rows.clone().into_iter().collect::<Vec<_>>(), again);
+}
+
+/// A file of several 64 KiB pieces reads the same from disk as in memory:
+/// characters, quoted line breaks, `""` escapes and blank lines cut by the
+/// pieces' ends; a Windows-1252 byte past the first piece; a file that
+/// ends inside quotes past it.
+#[test]
+fn streamed_and_in_memory_reads_agree_across_pieces() {
+    let mut text = String::from("\u{feff}Employee ID;First Name;Job Title\r\n");
+    let mut i = 0;
+    while text.len() < 5 * PIECE {
+        i += 1;
+        match i % 7 {
+            0 => text.push_str(&format!("E{i};Zoë €‰;\"Head of\r\n\"\"Sales\"\"\"\r\n")),
+            1 => text.push_str("\r\n\r\n"),
+            2 => text.push_str(&format!("E{i};Ann;{}\r\n", "é".repeat(i % 13))),
+            3 => text.push_str(&format!("E{};Dup;x\r\n", i - 1)),
+            _ => text.push_str(&format!("E{i};Bob;\"a;b\"\r\n")),
+        }
+    }
+    let utf8 = ok(text.as_bytes());
+    assert!(utf8.records.len() > 5000 && !utf8.errors.is_empty());
+    assert_eq!(utf8.encoding, "UTF-8");
+    // Every offset of a character's bytes against the pieces' ends.
+    for shift in 1..4 {
+        let pad = format!("Employee ID{}", " ".repeat(shift));
+        let f = ok(text.replacen("Employee ID", &pad, 1).as_bytes());
+        assert_eq!(f.records.len(), utf8.records.len(), "shift {shift}");
+    }
+    let plain = text.replace('\u{feff}', "");
+    let (cp, _, _) = encoding_rs::WINDOWS_1252.encode(&plain);
+    let f = ok(&cp);
+    assert_eq!(
+        (f.encoding, f.records.len()),
+        ("windows-1252", utf8.records.len())
+    );
+    // Valid UTF-8 for three pieces, then one Windows-1252 byte.
+    let mut late = plain.into_bytes();
+    late.extend_from_slice(b"E999999;Jos\xe9;x\r\n");
+    let f = ok(&late);
+    assert_eq!(f.encoding, "windows-1252");
+    let mut open = text.clone();
+    open.push_str("E999999;Ann;\"never closed\r\n");
+    assert!(matches!(
+        parse(open.as_bytes()),
+        Err(CsvError::Truncated { .. })
+    ));
 }
