@@ -537,25 +537,51 @@ enum Text {
 const TEXTS: usize = 10;
 
 /// A user as the planner sees it. A run holds every user of its domain at
-/// once, so a stored user's text is packed into one exactly sized buffer
-/// (ten `String`s and a `Vec` of emails cost a no-op run of 100,000 users
-/// about 30 MB more); [`StoredUser::fields`] unpacks it for the few users a
-/// run changes.
+/// once, so a stored user is 40 bytes and one exactly sized buffer of its
+/// texts, each a postcard `str` (its length as a varint, then its bytes).
+/// Ten `String`s and a `Vec` of emails cost a no-op run of 100,000 users
+/// about 30 MB more; the texts' ends as ten `u32`s beside the buffer were
+/// 48 MB more at 1,000,000. [`StoredUser::fields`] unpacks a user for the
+/// few a run changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredUser {
     pub id: i64,
-    pub status: Status,
-    pub disabled_at: Option<i64>,
-    text: Box<str>,
-    /// Where each [`Text`] ends in `text`.
-    ends: [u32; TEXTS],
+    /// Seconds; [`NOT_DISABLED`] for none (see [`StoredUser::disabled_at`]).
+    disabled_at: i64,
+    /// The [`Text`]s present, in order.
+    text: Box<[u8]>,
     /// Bit `i` set: [`Text`] `i` is absent.
     nulls: u16,
+    pub status: Status,
     scope: Scope,
     kind: UserKind,
     voicemail: bool,
     device: Option<DeviceType>,
     force_login: bool,
+}
+
+const NOT_DISABLED: i64 = i64::MIN;
+
+/// A stored user's texts, unpacked in one pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoredTexts<'a> {
+    pub extension: &'a str,
+    pub source: Option<&'a str>,
+    pub source_id: Option<&'a str>,
+    pub first_name: &'a str,
+    pub last_name: Option<&'a str>,
+    /// One address per line.
+    pub emails: &'a str,
+    pub department: Option<&'a str>,
+    pub site: Option<&'a str>,
+    pub title: Option<&'a str>,
+    pub caller_id: Option<&'a str>,
+}
+
+impl StoredTexts<'_> {
+    pub fn emails(&self) -> impl Iterator<Item = &str> + '_ {
+        self.emails.split('\n').filter(|e| !e.is_empty())
+    }
 }
 
 impl StoredUser {
@@ -580,23 +606,24 @@ impl StoredUser {
             fields.title.as_deref(),
             fields.caller_id.as_ref().map(PhoneNumber::as_str),
         ];
-        let mut text = String::with_capacity(texts.iter().flatten().map(|t| t.len()).sum());
-        let (mut ends, mut nulls) = ([0u32; TEXTS], 0u16);
-        for (i, (t, end)) in texts.iter().zip(ends.iter_mut()).enumerate() {
+        // A varint takes a byte per 7 bits of the length.
+        let size =
+            |t: &str| t.len() + (64 - (t.len() as u64 | 1).leading_zeros() as usize).div_ceil(7);
+        let mut text = Vec::with_capacity(texts.iter().flatten().map(|t| size(t)).sum());
+        let mut nulls = 0u16;
+        for (i, t) in texts.iter().enumerate() {
             match t {
-                Some(t) => text.push_str(t),
+                // Writing to a Vec cannot fail.
+                Some(t) => text = postcard::to_extend(t, text).unwrap_or_default(),
                 None => nulls |= 1 << i,
             }
-            // A store row is far below 4 GiB; past it the text reads empty.
-            *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
         }
         StoredUser {
             id,
-            status,
-            disabled_at,
-            text: text.into_boxed_str(),
-            ends,
+            disabled_at: disabled_at.unwrap_or(NOT_DISABLED),
+            text: text.into_boxed_slice(),
             nulls,
+            status,
             scope: fields.scope,
             kind: fields.kind,
             voicemail: fields.voicemail,
@@ -605,21 +632,46 @@ impl StoredUser {
         }
     }
 
-    fn text(&self, t: Text) -> Option<&str> {
-        let i = t as usize;
-        if self.nulls & (1 << i) != 0 {
-            return None;
+    pub fn disabled_at(&self) -> Option<i64> {
+        (self.disabled_at != NOT_DISABLED).then_some(self.disabled_at)
+    }
+
+    /// The texts up to `upto` (all of them for the last), in order.
+    fn texts_upto(&self, upto: Text) -> [Option<&str>; TEXTS] {
+        let mut out = [None; TEXTS];
+        let mut rest: &[u8] = &self.text;
+        for (i, slot) in out.iter_mut().enumerate().take(upto as usize + 1) {
+            if self.nulls & (1 << i) != 0 {
+                continue;
+            }
+            // Packed by `new`: a text that does not read back reads empty.
+            let (t, r) = postcard::take_from_bytes::<&str>(rest).unwrap_or_default();
+            *slot = Some(t);
+            rest = r;
         }
-        let start = match i.checked_sub(1) {
-            Some(before) => self.ends.get(before).copied().unwrap_or_default(),
-            None => 0,
-        };
-        let end = self.ends.get(i).copied().unwrap_or_default();
-        Some(
-            self.text
-                .get(start as usize..end as usize)
-                .unwrap_or_default(),
-        )
+        out
+    }
+
+    fn text(&self, t: Text) -> Option<&str> {
+        self.texts_upto(t).get(t as usize).copied().flatten()
+    }
+
+    /// Every text, read in one pass over the buffer.
+    pub fn texts(&self) -> StoredTexts<'_> {
+        let [extension, source, source_id, first_name, last_name, emails, department, site, title, caller_id] =
+            self.texts_upto(Text::CallerId);
+        StoredTexts {
+            extension: extension.unwrap_or_default(),
+            source,
+            source_id,
+            first_name: first_name.unwrap_or_default(),
+            last_name,
+            emails: emails.unwrap_or_default(),
+            department,
+            site,
+            title,
+            caller_id,
+        }
     }
 
     pub fn extension(&self) -> &str {
@@ -697,16 +749,17 @@ impl StoredUser {
 
     /// The fields as they were packed (checked when they were loaded).
     pub fn fields(&self) -> UserFields {
+        let t = self.texts();
         UserFields {
-            first_name: self.first_name().to_string(),
-            last_name: self.last_name().map(str::to_string),
-            emails: self.emails().map(|e| Email(e.to_string())).collect(),
-            department: self.department().map(str::to_string),
-            site: self.site().map(str::to_string),
+            first_name: t.first_name.to_string(),
+            last_name: t.last_name.map(str::to_string),
+            emails: t.emails().map(|e| Email(e.to_string())).collect(),
+            department: t.department.map(str::to_string),
+            site: t.site.map(str::to_string),
             scope: self.scope,
             kind: self.kind,
-            title: self.title().map(str::to_string),
-            caller_id: self.caller_id().map(|c| PhoneNumber(c.to_string())),
+            title: t.title.map(str::to_string),
+            caller_id: t.caller_id.map(|c| PhoneNumber(c.to_string())),
             voicemail: self.voicemail,
             device: self.device,
             force_login: self.force_login,

@@ -142,28 +142,38 @@ pub fn check_requested(
 /// numbers and numbers already taken. Amortised O(1) per allocation.
 #[derive(Debug)]
 pub struct Allocator {
+    /// The numbers the store's users have, sorted: 8 bytes each, where a
+    /// `HashSet<u64>` of them was 19 MB at 1,000,000 users.
+    stored: Vec<u64>,
+    /// Those taken since: requested or handed out.
     taken: HashSet<u64>,
     /// Per range (keyed by start,end), the lowest number not yet proven taken.
     cursors: Vec<((u64, u64), u64)>,
 }
 
 impl Allocator {
-    pub fn new(taken: impl IntoIterator<Item = u64>) -> Self {
+    pub fn new(stored: impl IntoIterator<Item = u64>) -> Self {
         // Sized for the most the iterator may give (the store's users,
-        // filtered): collecting from a filter starts empty and rehashes
-        // its way up through 100k numbers.
-        let taken = taken.into_iter();
-        let mut set = HashSet::with_capacity(taken.size_hint().1.unwrap_or(0));
-        set.extend(taken);
+        // filtered): collecting from a filter grows by doubling.
+        let stored = stored.into_iter();
+        let mut stored = {
+            let mut v = Vec::with_capacity(stored.size_hint().1.unwrap_or(0));
+            v.extend(stored);
+            v
+        };
+        stored.sort_unstable();
+        stored.dedup();
+        stored.shrink_to_fit();
         Allocator {
-            taken: set,
+            stored,
+            taken: HashSet::new(),
             cursors: Vec::new(),
         }
     }
 
     /// Marks a number as used (an explicitly requested extension).
     pub fn take(&mut self, n: u64) -> bool {
-        self.taken.insert(n)
+        !self.is_stored(n) && self.taken.insert(n)
     }
 
     /// Frees a number taken with [`Allocator::take`] (a request planned,
@@ -173,7 +183,11 @@ impl Allocator {
     }
 
     pub fn is_taken(&self, n: u64) -> bool {
-        self.taken.contains(&n)
+        self.is_stored(n) || self.taken.contains(&n)
+    }
+
+    fn is_stored(&self, n: u64) -> bool {
+        self.stored.binary_search(&n).is_ok()
     }
 
     /// Lowest free number across `ranges` (ranges searched lowest first).
@@ -200,9 +214,17 @@ impl Allocator {
         };
         let cursor = self.cursors.get_mut(idx)?;
         let mut n = cursor.1;
+        // The stored numbers from `n` on, walked alongside.
+        let mut stored = self.stored.partition_point(|s| *s < n);
         while n <= r.end {
             if let Some(end) = reserved.block_end(n) {
                 n = end.saturating_add(1);
+                stored = self.stored.partition_point(|s| *s < n);
+                continue;
+            }
+            if self.stored.get(stored) == Some(&n) {
+                stored += 1;
+                n += 1;
                 continue;
             }
             if self.taken.contains(&n) {

@@ -95,3 +95,46 @@ fn emails_the_mail_library_refuses_are_refused_here() {
     }
     assert!(Email::parse("o'brien+pbx@acme.example").is_ok());
 }
+
+/// A stored user reads back every text as packed, present or absent,
+/// short or long (a varint of one, two and three bytes), and is 40 bytes.
+#[test]
+fn stored_users_read_back_their_packed_texts() {
+    let long = "x".repeat(70_000);
+    let fields = UserFields {
+        first_name: "Zoë".into(),
+        last_name: None,
+        emails: vec![
+            Email::parse("a@example.com").unwrap_or_else(|e| panic!("{e:?}")),
+            Email::parse("b@example.com").unwrap_or_else(|e| panic!("{e:?}")),
+        ],
+        department: Some("d".repeat(200)),
+        site: Some(String::new()),
+        scope: Scope::BasicUser,
+        kind: UserKind::Person,
+        title: Some(long.clone()),
+        caller_id: None,
+        voicemail: true,
+        device: None,
+        force_login: false,
+    };
+    let u = StoredUser::new(
+        7,
+        "1001",
+        (Some("hr"), None),
+        Status::Disabled,
+        Some(5),
+        &fields,
+    );
+    assert_eq!(std::mem::size_of::<StoredUser>(), 40);
+    assert_eq!(
+        (u.extension(), u.source(), u.source_id()),
+        ("1001", Some("hr"), None)
+    );
+    assert_eq!(u.fields(), fields);
+    let t = u.texts();
+    assert_eq!((t.site, t.title.map(str::len)), (Some(""), Some(70_000)));
+    assert_eq!(u.disabled_at(), Some(5));
+    let none = StoredUser::new(8, "1002", (None, None), Status::Active, None, &fields);
+    assert_eq!((none.disabled_at(), none.source()), (None, None));
+}

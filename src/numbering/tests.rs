@@ -41,6 +41,13 @@ fn allocates_lowest_free_skipping_reserved_and_taken() {
         ),
         (&["2000-2001", "1000-1000"], &[], &[], &[1000, 2000, 2001]),
         (&["0-2"], &["0"], &[], &[1, 2]),
+        // The store's numbers come unsorted, twice, around a reserved block.
+        (
+            &["1000-1010"],
+            &["1003-1004"],
+            &[1006, 1002, 1001, 1002, 1005],
+            &[1000, 1007, 1008],
+        ),
     ];
     for (plan, reserved, taken, expected) in cases {
         let mut a = Allocator::new(taken.iter().copied());
@@ -74,4 +81,19 @@ fn expands_inventory() {
     assert_eq!(s, ["+15550100", "+15550101", "+15550102"]);
     assert_eq!(expand_numbers("+442071234567").unwrap().len(), 1);
     assert!(expand_numbers("+15550102-+15550100").is_err());
+}
+
+#[test]
+fn requests_cannot_take_the_stores_numbers_and_release_only_their_own() {
+    let mut a = Allocator::new([1001, 1000]);
+    assert!(!a.take(1000) && a.is_taken(1000), "a stored user's number");
+    assert!(a.take(1002) && !a.take(1002) && a.is_taken(1002));
+    a.release(1002);
+    a.release(1000);
+    assert!(
+        !a.is_taken(1002) && a.is_taken(1000),
+        "release frees requests only"
+    );
+    let none = NumberSet::new(Vec::new());
+    assert_eq!(a.allocate(&ranges(&["1000-1003"]), &none), Some(1002));
 }

@@ -142,18 +142,19 @@ pub fn diff(old: &UserFields, new: &UserFields) -> Vec<Change> {
 /// Whether [`diff`] of the stored user's fields to `new` is empty, compared
 /// on the packed text without unpacking it. Keep in step with `diff`.
 pub(super) fn same(old: &StoredUser, new: &UserFields) -> bool {
-    old.first_name() == new.first_name
-        && old.last_name() == new.last_name.as_deref()
-        && old.emails().eq(new.emails.iter().map(|e| e.as_str()))
-        && old.department() == new.department.as_deref()
-        && old.site() == new.site.as_deref()
+    let t = old.texts();
+    t.first_name == new.first_name
+        && t.last_name == new.last_name.as_deref()
+        && t.emails().eq(new.emails.iter().map(|e| e.as_str()))
+        && t.department == new.department.as_deref()
+        && t.site == new.site.as_deref()
         && old.scope() == new.scope
         && old.kind() == new.kind
-        && old.title() == new.title.as_deref()
+        && t.title == new.title.as_deref()
         && new
             .caller_id
             .as_ref()
-            .is_none_or(|c| old.caller_id() == Some(c.as_str()))
+            .is_none_or(|c| t.caller_id == Some(c.as_str()))
         && old.voicemail() == new.voicemail
         && (new.device.is_none()
             || (new.device == old.device() && new.force_login == old.force_login()))

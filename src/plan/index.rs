@@ -63,19 +63,36 @@ impl<'a> Index<'a> {
     }
 
     pub(super) fn get(&self, k: &str) -> Option<&'a StoredUser> {
+        self.find(k).map(|(_, u)| u)
+    }
+
+    /// The user and its position in the loaded slice.
+    pub(super) fn find(&self, k: &str) -> Option<(usize, &'a StoredUser)> {
         let (users, key) = (self.users, self.key);
         let found = self.table.find(self.hasher.hash_one(k), |j| {
             key_at(users, key, *j) == Some(k)
         })?;
-        users.get(*found as usize)
+        let i = *found as usize;
+        Some((i, users.get(i)?))
     }
 
     /// The users found, in no order.
     pub(super) fn values(&self) -> impl Iterator<Item = &'a StoredUser> + '_ {
+        self.entries().map(|(_, u)| u)
+    }
+
+    /// The users found with their positions, in no order.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (usize, &'a StoredUser)> + '_ {
         let users = self.users;
-        self.table
-            .iter()
-            .filter_map(move |j| users.get(*j as usize))
+        self.table.iter().filter_map(move |j| {
+            let i = *j as usize;
+            Some((i, users.get(i)?))
+        })
+    }
+
+    /// The user at a position.
+    pub(super) fn at(&self, i: usize) -> Option<&'a StoredUser> {
+        self.users.get(i)
     }
 }
 
