@@ -607,20 +607,7 @@ impl Absent<'_> {
             .iter()
             .filter_map(|e| e.source_id.as_deref())
             .collect();
-        // Positions (4 bytes a user), in id order.
-        let mut owned: Vec<(i64, u32)> = Vec::new();
-        owned.extend(
-            stored
-                .owned
-                .entries()
-                .filter_map(|(i, u)| Some((u.id, u32::try_from(i).ok()?))),
-        );
-        owned.sort_unstable();
-        for (_, i) in owned {
-            let Some(u) = stored.owned.at(i as usize) else {
-                continue;
-            };
-            let i = i as usize;
+        for (i, u) in stored.owned.by_id() {
             let sid = u.source_id().unwrap_or_default();
             if seen.contains(i) || refused_ids.contains(sid) {
                 continue;
