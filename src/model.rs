@@ -696,6 +696,13 @@ impl StoredUser {
         self.text(Text::SourceId)
     }
 
+    /// The source and the source id, read in one pass (the planner's
+    /// lookups by source id read both for every user they probe).
+    pub fn source_and_id(&self) -> (Option<&str>, Option<&str>) {
+        let [_, source, source_id, ..] = self.texts_upto(Text::SourceId);
+        (source, source_id)
+    }
+
     pub fn first_name(&self) -> &str {
         self.text(Text::FirstName).unwrap_or_default()
     }

@@ -21,9 +21,9 @@ impl Key<'_> {
     fn of<'u>(&self, u: &'u StoredUser) -> Option<&'u str> {
         match self {
             Key::Extension => Some(u.extension()),
-            Key::SourceIdOf(source) => match u.source() == Some(source) {
-                true => u.source_id(),
-                false => None,
+            Key::SourceIdOf(source) => match u.source_and_id() {
+                (Some(s), id) if s == *source => id,
+                _ => None,
             },
         }
     }
