@@ -1002,19 +1002,16 @@ impl FirstSeen {
     }
 
     /// The row `id` appeared on before; `None`, noting that it is on
-    /// `row`, if this is its first.
+    /// `row`, if this is its first. One lookup: `StringBackend`'s symbols
+    /// count up from 0, so a new id's is the number of rows noted so far.
     fn before(&mut self, id: &str, row: u64) -> Option<u64> {
         use string_interner::Symbol;
-        if let Some(sym) = self.ids.get(id) {
-            return self.rows.get(sym.to_usize()).copied();
-        }
         let i = self.ids.get_or_intern(id).to_usize();
-        if self.rows.len() <= i {
-            self.rows.resize(i + 1, 0);
+        if let Some(first) = self.rows.get(i) {
+            return Some(*first);
         }
-        if let Some(r) = self.rows.get_mut(i) {
-            *r = row;
-        }
+        self.rows.resize(i, 0);
+        self.rows.push(row);
         None
     }
 }
