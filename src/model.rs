@@ -519,22 +519,18 @@ pub struct UserFields {
     pub force_login: bool,
 }
 
-/// The text fields of a [`StoredUser`], in the order they are packed.
+/// The text fields of a [`StoredUser`], in the order they are packed:
+/// extension, source, source id, first name, last name, emails (one per
+/// line, as the store keeps them), department, site, title, caller ID.
+/// Named here are those read on their own; [`StoredUser::texts`] reads all.
 #[derive(Debug, Clone, Copy)]
 enum Text {
-    Extension,
-    Source,
-    SourceId,
-    FirstName,
-    LastName,
-    /// One address per line, as the store keeps them.
-    Emails,
-    Department,
-    Site,
-    Title,
-    CallerId,
+    Extension = 0,
+    Source = 1,
+    SourceId = 2,
+    CallerId = 9,
 }
-const TEXTS: usize = 10;
+const TEXTS: usize = Text::CallerId as usize + 1;
 
 /// A user as the planner sees it. A run holds every user of its domain at
 /// once, so a stored user is 40 bytes and one exactly sized buffer of its
@@ -701,37 +697,6 @@ impl StoredUser {
     pub fn source_and_id(&self) -> (Option<&str>, Option<&str>) {
         let [_, source, source_id, ..] = self.texts_upto(Text::SourceId);
         (source, source_id)
-    }
-
-    pub fn first_name(&self) -> &str {
-        self.text(Text::FirstName).unwrap_or_default()
-    }
-
-    pub fn last_name(&self) -> Option<&str> {
-        self.text(Text::LastName)
-    }
-
-    pub fn emails(&self) -> impl Iterator<Item = &str> + '_ {
-        self.text(Text::Emails)
-            .unwrap_or_default()
-            .split('\n')
-            .filter(|e| !e.is_empty())
-    }
-
-    pub fn department(&self) -> Option<&str> {
-        self.text(Text::Department)
-    }
-
-    pub fn site(&self) -> Option<&str> {
-        self.text(Text::Site)
-    }
-
-    pub fn title(&self) -> Option<&str> {
-        self.text(Text::Title)
-    }
-
-    pub fn caller_id(&self) -> Option<&str> {
-        self.text(Text::CallerId)
     }
 
     pub fn scope(&self) -> Scope {

@@ -292,14 +292,14 @@ async fn stored_users_load_with_escaped_text_and_hand_edited_emails(b: Backend) 
         .iter()
         .find(|u| u.source_id() == Some("E1"))
         .expect("E1");
-    assert_eq!(e1.first_name(), "Zo\u{eb} \"Z\"");
-    assert_eq!(e1.last_name(), Some("O\\Brien"));
+    assert_eq!(e1.texts().first_name, "Zo\u{eb} \"Z\"");
+    assert_eq!(e1.texts().last_name, Some("O\\Brien"));
     let e2 = users
         .iter()
         .find(|u| u.source_id() == Some("E2"))
         .expect("E2");
     assert_eq!(
-        e2.emails().collect::<Vec<_>>(),
+        e2.texts().emails().collect::<Vec<_>>(),
         ["Ann@acme.example", "ann.lee@acme.example"]
     );
     assert_eq!(e2.fields().emails.len(), 2);
