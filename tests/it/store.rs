@@ -10,6 +10,7 @@ crate::both_stores!(
     migrations_and_domain_setup_are_idempotent,
     sync_lock_is_exclusive_until_released,
     lean_outbox_migration_keeps_queued_welcomes,
+    cascade_trigger_migration_keeps_every_row,
     deleting_users_runs_and_domains_removes_what_hangs_off_them,
     stored_users_load_with_escaped_text_and_hand_edited_emails
 );
@@ -28,6 +29,43 @@ async fn connect_with_keys(env: &Env, b: Backend) -> sqlx::AnyConnection {
             .await
             .expect("pragma");
     }
+    c
+}
+
+/// A plain connection to the env's store, migrated up to (not including)
+/// the migration whose file name starts with `before`.
+async fn migrated_before(env: &Env, b: Backend, before: &str) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    let engine = match b {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let old = tempfile::tempdir().expect("tempdir");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(engine);
+    for e in std::fs::read_dir(&src).expect("migrations") {
+        let e = e.expect("entry");
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.as_str() < before {
+            std::fs::copy(e.path(), old.path().join(&name)).expect("copy migration");
+        }
+    }
+    sqlx::any::install_default_drivers();
+    if b == Backend::Sqlite {
+        std::fs::create_dir_all(env.path("var")).expect("mkdir");
+    }
+    let url = match b {
+        Backend::Sqlite => format!("{}?mode=rwc", env.absolute_url()),
+        Backend::Postgres => env.absolute_url(),
+    };
+    let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .expect("read the older migrations")
+        .run(&mut c)
+        .await
+        .expect("migrate");
     c
 }
 
@@ -92,35 +130,8 @@ async fn sync_lock_is_exclusive_until_released(b: Backend) {
 async fn lean_outbox_migration_keeps_queued_welcomes(b: Backend) {
     use sqlx::Connection;
     let env = Env::new(b, LIMITS_OPEN).await;
-    let engine = match b {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
     // The schema as migration 5 left it.
-    let old = tempfile::tempdir().expect("tempdir");
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(engine);
-    for e in std::fs::read_dir(&src).expect("migrations") {
-        let e = e.expect("entry");
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.as_str() < "0006" {
-            std::fs::copy(e.path(), old.path().join(&name)).expect("copy migration");
-        }
-    }
-    sqlx::any::install_default_drivers();
-    if b == Backend::Sqlite {
-        std::fs::create_dir_all(env.path("var")).expect("mkdir");
-    }
-    let url = match b {
-        Backend::Sqlite => format!("{}?mode=rwc", env.absolute_url()),
-        Backend::Postgres => env.absolute_url(),
-    };
-    let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
-    let five = sqlx::migrate::Migrator::new(old.path())
-        .await
-        .expect("read migrations 1-5");
-    five.run(&mut c).await.expect("migrate to 5");
+    let mut c = migrated_before(&env, b, "0006").await;
     for sql in [
         "INSERT INTO domains (id, name, created_at) VALUES (1, 'acme.example', 0)",
         "INSERT INTO users (id, domain_id, extension, first_name, emails, source, source_id, created_at, updated_at)
@@ -170,10 +181,172 @@ async fn lean_outbox_migration_keeps_queued_welcomes(b: Backend) {
     assert_eq!(count("SELECT COUNT(*) FROM outbox").await, "0");
 }
 
+/// Migration 12 rebuilds SQLite's five bulk-written tables without foreign
+/// keys (a no-op on PostgreSQL): every row and value survives it, the keys
+/// are gone, the registrar view reads as before, and deleting a user still
+/// takes its device, links and their emails.
+async fn cascade_trigger_migration_keeps_every_row(b: Backend) {
+    use sqlx::Connection;
+    let env = Env::new(b, LIMITS_OPEN).await;
+    let mut c = migrated_before(&env, b, "0012").await;
+    for sql in [
+        "INSERT INTO domains (id, name, created_at) VALUES (1, 'acme.example', 0)",
+        "INSERT INTO departments (domain_id, name) VALUES (1, 'Sales')",
+        "INSERT INTO sites (domain_id, name) VALUES (1, 'Leeds')",
+        "INSERT INTO users (id, domain_id, extension, first_name, last_name, emails, department, site,
+                            portal_password_hash, status, source, source_id, created_at, updated_at, disabled_at)
+         VALUES (1, 1, '1000', 'Ada', 'Lovelace', 'ada@acme.example', 'Sales', 'Leeds', '$argon2id$x', 'active', 'hr', 'E1', 5, 6, NULL),
+                (2, 1, '1001', 'Bob', NULL, '', NULL, NULL, NULL, 'disabled', 'hr', 'E2', 7, 8, 9)",
+        "INSERT INTO devices (id, user_id, domain_id, device_type, sip_username, secret, ha1, ha1b, created_at)
+         VALUES (1, 1, 1, 'sip', '1000', 's1', 'h1', 'h1b', 5), (2, 2, 1, 'web', '1001', 's2', 'h2', 'h2b', 7)",
+        "INSERT INTO welcome_links (id, user_id, salt, token_hash, created_at, expires_at)
+         VALUES (1, 1, 'salt1', 'hash1', 5, 50), (2, 1, 'salt2', NULL, 6, NULL)",
+        "INSERT INTO outbox (id, kind, link_id, message_id, status, attempts, next_attempt_at, last_error, created_at)
+         VALUES (1, 'welcome', 1, '<m1@acme.example>', 'sent', 1, 0, NULL, 5),
+                (2, 'welcome', 2, '<m2@acme.example>', 'failed', 3, 9, 'refused', 6),
+                (3, 'report', NULL, '<r@acme.example>', 'queued', 0, 0, NULL, 7)",
+        "INSERT INTO runs (id, source, domain, started_at, outcome) VALUES (1, 'hr', 'acme.example', 5, 'ok')",
+        "INSERT INTO run_actions (id, run_id, user_id, source_id, action, detail)
+         VALUES (1, 1, 1, 'E1', 'create', '1000'), (2, 1, 2, 'E2', 'disable', '\"left\"')",
+    ] {
+        sqlx::query(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    c.close().await.ok();
+    let tables: [(&str, &[&str]); 5] = [
+        (
+            "users",
+            &[
+                "id",
+                "domain_id",
+                "extension",
+                "kind",
+                "first_name",
+                "last_name",
+                "emails",
+                "department",
+                "site",
+                "scope",
+                "voicemail",
+                "portal_password_hash",
+                "voicemail_pin_hash",
+                "status",
+                "source",
+                "source_id",
+                "created_at",
+                "updated_at",
+                "disabled_at",
+            ],
+        ),
+        (
+            "devices",
+            &[
+                "id",
+                "user_id",
+                "domain_id",
+                "device_type",
+                "sip_username",
+                "secret",
+                "force_login",
+                "enabled",
+                "created_at",
+                "ha1",
+                "ha1b",
+                "secret_rotated_at",
+            ],
+        ),
+        (
+            "welcome_links",
+            &[
+                "id",
+                "user_id",
+                "salt",
+                "token_hash",
+                "created_at",
+                "expires_at",
+                "used_at",
+                "revoked_at",
+            ],
+        ),
+        (
+            "outbox",
+            &[
+                "id",
+                "kind",
+                "link_id",
+                "message_id",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "last_error",
+                "created_at",
+                "sent_at",
+            ],
+        ),
+        (
+            "run_actions",
+            &["id", "run_id", "user_id", "source_id", "action", "detail"],
+        ),
+    ];
+    let dump = || async {
+        let mut out = Vec::new();
+        for (table, cols) in tables {
+            let row = cols
+                .iter()
+                .map(|c| format!("COALESCE(CAST({c} AS TEXT), '-')"))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            let n: i64 = env
+                .scalar(&format!("SELECT CAST(COUNT(*) AS TEXT) FROM {table}"))
+                .await
+                .parse()
+                .expect("count");
+            for id in 1..=n {
+                out.push(
+                    env.scalar(&format!("SELECT {row} FROM {table} WHERE id = {id}"))
+                        .await,
+                );
+            }
+        }
+        out
+    };
+    let before = dump().await;
+    assert_eq!(before.len(), 2 + 2 + 2 + 3 + 2, "{before:?}");
+    let (_cfg, store) = open(&env).await;
+    store.close().await;
+    assert_eq!(dump().await, before);
+    assert_eq!(
+        env.scalar("SELECT username || '@' || domain || ' ' || ha1 FROM sip_subscriber")
+            .await,
+        "1000@acme.example h1"
+    );
+    if b == Backend::Sqlite {
+        for (table, _) in tables {
+            let keys = env
+                .scalar(&format!(
+                    "SELECT CAST(COUNT(*) AS TEXT) FROM pragma_foreign_key_list('{table}')"
+                ))
+                .await;
+            assert_eq!(keys, "0", "{table} keeps a foreign key");
+        }
+    }
+    let mut c = connect_with_keys(&env, b).await;
+    sqlx::query("DELETE FROM users WHERE id = 1")
+        .execute(&mut c)
+        .await
+        .expect("delete user");
+    c.close().await.ok();
+    for (table, left) in [("devices", "1"), ("welcome_links", "0"), ("outbox", "1")] {
+        let n = env
+            .scalar(&format!("SELECT CAST(COUNT(*) AS TEXT) FROM {table}"))
+            .await;
+        assert_eq!(n, left, "{table} after deleting Ada");
+    }
+}
+
 /// Whoever deletes a user, a run or a domain, what hangs off it goes in the
-/// same statement: by `ON DELETE CASCADE` keys on SQLite, by the
-/// statement-level triggers that replaced the bulk tables' foreign keys on
-/// PostgreSQL (migration 11).
+/// same statement: by the triggers that replaced the bulk tables' foreign
+/// keys, statement-level on PostgreSQL (migration 11), row-level on SQLite
+/// (migration 12).
 async fn deleting_users_runs_and_domains_removes_what_hangs_off_them(b: Backend) {
     use sqlx::Connection;
     let env = Env::new(b, LIMITS_OPEN).await;
