@@ -18,13 +18,13 @@ use crate::config::{DomainConfig, Limits};
 use crate::model::{Failed, Status, StopFlag, UserFields, UserKind};
 use crate::plan::{Action, ChangedField, Plan};
 use crate::store::{
-    self, ActionRecord, ChunkWrite, NameTable, NewDevice, NewUser, Sql, Store, StoreError,
+    self, ActionRecord, Bound, ChunkWrite, NameTable, NewDevice, NewUser, Store, StoreError,
     UserUpdate, Written,
 };
 use governor::{Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -119,10 +119,13 @@ pub async fn apply_plan(
 
     let cx = Ctx {
         store,
-        source: &plan.source,
-        d: domain,
-        domain_id: dom.id,
-        run_id: opts.run_id,
+        rows: Arc::new(RowCx {
+            d: domain.clone(),
+            source: plan.source.clone(),
+            domain_id: dom.id,
+            run_id: opts.run_id,
+            backend: store.engine(),
+        }),
     };
     // The plan is packed: its writes are unpacked a chunk at a time, the
     // chunk after next while this one is in the database.
@@ -136,7 +139,7 @@ pub async fn apply_plan(
             a.fill();
         }
     };
-    let take = || ahead.lock().map(|mut a| a.take()).unwrap_or_default();
+    let take = || Arc::new(ahead.lock().map(|mut a| a.take()).unwrap_or_default());
     let (mut chunk, mut next) = (take(), take());
     let mut prepared: Option<Prepared> = None;
     let mut revision = dom.revision;
@@ -162,11 +165,10 @@ pub async fn apply_plan(
             out.throttled += t.elapsed();
         }
         let this: Vec<&Action> = chunk.iter().collect();
-        let after: Vec<&Action> = next.iter().collect();
-        let after = (!after.is_empty()).then_some(after.as_slice());
-        let built = prepared.take();
+        let after = (!next.is_empty()).then_some(&next);
+        let mut built = prepared.take();
         match with_retry(&mut out, || {
-            write_chunk(&cx, revision, &this, built.as_ref(), after, &unpack_ahead)
+            write_chunk(&cx, revision, &this, built.take(), after, &unpack_ahead)
         })
         .await
         {
@@ -336,10 +338,18 @@ async fn create_names(store: &Store, domain_id: i64, plan: &Plan) -> Result<(), 
 /// What every chunk of one apply shares.
 struct Ctx<'a> {
     store: &'a Store,
-    source: &'a str,
-    d: &'a DomainConfig,
+    rows: Arc<RowCx>,
+}
+
+/// What building a chunk's rows needs, owned: the next chunk's new rows are
+/// built on a blocking thread while this chunk is in the database.
+struct RowCx {
+    d: DomainConfig,
+    source: String,
     domain_id: i64,
     run_id: Option<i64>,
+    /// The store's engine, as `Sql` statements are built for it.
+    backend: &'static str,
 }
 
 /// A person with an email gets a welcome, committed with the user.
@@ -348,8 +358,8 @@ fn wants_welcome(f: &UserFields) -> bool {
 }
 
 /// New users and welcome links in a chunk.
-fn counts(chunk: &[&Action]) -> (usize, usize) {
-    chunk.iter().fold((0, 0), |(u, l), a| match a {
+fn counts<'a>(chunk: impl Iterator<Item = &'a Action>) -> (usize, usize) {
+    chunk.fold((0, 0), |(u, l), a| match a {
         Action::Create { fields, .. } => (u + 1, l + usize::from(wants_welcome(fields))),
         _ => (u, l),
     })
@@ -363,15 +373,15 @@ fn counts(chunk: &[&Action]) -> (usize, usize) {
 struct Prepared {
     user_ids: Vec<i64>,
     link_ids: Vec<i64>,
-    users: Vec<Sql>,
-    rows: Vec<Sql>,
+    users: Vec<Bound>,
+    rows: Vec<Bound>,
     /// The "create" records (none without a run).
-    records: Vec<Sql>,
+    records: Vec<Bound>,
 }
 
 /// The chunk's new users, with the site's and domain's defaults resolved.
-fn new_users<'a>(cx: &Ctx<'a>, chunk: &[&'a Action]) -> Vec<NewUser<'a>> {
-    let d = cx.d;
+fn new_users<'a>(cx: &'a RowCx, chunk: &[&'a Action]) -> Vec<NewUser<'a>> {
+    let d = &cx.d;
     let mut creates = Vec::new();
     for a in chunk {
         if let Action::Create {
@@ -388,7 +398,7 @@ fn new_users<'a>(cx: &Ctx<'a>, chunk: &[&'a Action]) -> Vec<NewUser<'a>> {
             creates.push(NewUser {
                 extension: extension.as_str(),
                 fields,
-                source: cx.source,
+                source: &cx.source,
                 source_id,
                 caller_id: fields
                     .caller_id
@@ -413,7 +423,7 @@ fn new_users<'a>(cx: &Ctx<'a>, chunk: &[&'a Action]) -> Vec<NewUser<'a>> {
 
 /// The chunk's actions on existing users, as rows to write (both engines),
 /// with the records of those actions; new users are filled in by the caller.
-fn existing<'a>(cx: &Ctx<'a>, revision: i64, chunk: &[&'a Action]) -> ChunkWrite<'a> {
+fn existing<'a>(cx: &'a RowCx, revision: i64, chunk: &[&'a Action]) -> ChunkWrite<'a> {
     let mut w = ChunkWrite {
         domain_id: cx.domain_id,
         revision,
@@ -498,9 +508,9 @@ fn existing<'a>(cx: &Ctx<'a>, revision: i64, chunk: &[&'a Action]) -> ChunkWrite
     w
 }
 
-fn prepare(cx: &Ctx<'_>, chunk: &[&Action], user_ids: Vec<i64>, link_ids: Vec<i64>) -> Prepared {
-    let d = cx.d;
-    let backend = cx.store.engine();
+fn prepare(cx: &RowCx, chunk: &[&Action], user_ids: Vec<i64>, link_ids: Vec<i64>) -> Prepared {
+    let d = &cx.d;
+    let backend = cx.backend;
     let creates = new_users(cx, chunk);
     let users = Store::insert_users(backend, cx.domain_id, &creates, &user_ids);
     let welcome: Vec<i64> = creates
@@ -538,31 +548,34 @@ fn prepare(cx: &Ctx<'_>, chunk: &[&Action], user_ids: Vec<i64>, link_ids: Vec<i6
         .run_id
         .map(|run| Store::insert_actions(backend, run, &records))
         .unwrap_or_default();
+    let bound = |v: Vec<store::Sql>| v.into_iter().map(store::Sql::into_bound).collect();
     Prepared {
         user_ids,
         link_ids,
-        users,
-        rows,
-        records,
+        users: bound(users),
+        rows: bound(rows),
+        records: bound(records),
     }
 }
 
 /// Writes one chunk in one transaction. `prepared` is this chunk's rows if
-/// they were built ahead; `next` is the chunk after, whose rows are built
-/// (and returned) while this chunk's users go in. PostgreSQL stores take
-/// the typed COPY path (`store::pg`), which builds nothing ahead.
+/// they were built ahead (executing them uses them up: a retry builds them
+/// again); `next` is the chunk after, whose new rows are built (and
+/// returned) on a blocking thread while this chunk is in the database. PostgreSQL stores take the typed COPY path (`store::pg`),
+/// which builds nothing ahead.
 async fn write_chunk(
     cx: &Ctx<'_>,
     revision: i64,
     chunk: &[&Action],
-    prepared: Option<&Prepared>,
-    next: Option<&[&Action]>,
+    prepared: Option<Prepared>,
+    next: Option<&Arc<Vec<Action>>>,
     unpack_ahead: &(dyn Fn() + Sync),
 ) -> Result<(Option<Prepared>, bool), ChunkError> {
-    let (store, d, domain_id) = (cx.store, cx.d, cx.domain_id);
-    let mut w = existing(cx, revision, chunk);
+    let (store, rx) = (cx.store, &*cx.rows);
+    let (d, domain_id) = (&rx.d, rx.domain_id);
+    let mut w = existing(rx, revision, chunk);
     if let Some(pg) = store.pg_writer() {
-        w.creates = new_users(cx, chunk)
+        w.creates = new_users(rx, chunk)
             .into_iter()
             .map(|u| {
                 let welcome = wants_welcome(u.fields);
@@ -575,7 +588,7 @@ async fn write_chunk(
             Written::Changed(found) => Err(ChunkError::Changed(found)),
         };
     }
-    let backend = store.engine();
+    let backend = rx.backend;
     let mut tx = store.begin_write().await?;
     if !Store::bump_revision(&mut tx, domain_id, revision).await? {
         let found = store.find_domain(&d.name).await?.map_or(-1, |r| r.revision);
@@ -592,49 +605,57 @@ async fn write_chunk(
         delete,
         ..
     } = w;
-    let (new_users, new_links) = counts(chunk);
+    let (new_users, new_links) = counts(chunk.iter().copied());
     let (user_ids, next_user) = store::allocate_ids(&mut tx, "users", new_users).await?;
     let (link_ids, next_link) = store::allocate_ids(&mut tx, "welcome_links", new_links).await?;
-    let built;
+    // The next chunk's rows, with the ids it should get, built on a
+    // blocking thread through this whole transaction: on SQLite the engine
+    // runs on sqlx's worker thread, so the two use both cores.
+    let ahead = match (next, next_user, next_link) {
+        (Some(c), Some(u), Some(l)) => {
+            let (c, rx) = (Arc::clone(c), Arc::clone(&cx.rows));
+            Some(tokio::task::spawn_blocking(move || {
+                let c: Vec<&Action> = c.iter().collect();
+                let (n_users, n_links) = counts(c.iter().copied());
+                prepare(
+                    &rx,
+                    &c,
+                    (u..).take(n_users).collect(),
+                    (l..).take(n_links).collect(),
+                )
+            }))
+        }
+        _ => None,
+    };
     let (p, used_ahead) = match prepared {
         Some(p) if p.user_ids == user_ids && p.link_ids == link_ids => (p, true),
-        _ => {
-            built = prepare(cx, chunk, user_ids, link_ids);
-            (&built, false)
-        }
+        _ => (prepare(rx, chunk, user_ids, link_ids), false),
     };
     // While the database inserts the users: this chunk's other statements,
-    // and the next chunk's rows with the ids it should get.
-    let (more, actions, next) = store::execute_while(&mut tx, &p.users, || {
+    // and the chunk after next unpacked.
+    let (more, actions) = store::execute_bound_while(&mut tx, p.users, || {
         let more = Store::insert_devices(backend, domain_id, &d.name, &devices);
-        let actions = cx
+        let actions = rx
             .run_id
             .map(|run| Store::insert_actions(backend, run, &records));
         unpack_ahead();
-        let next = match (next, next_user, next_link) {
-            (Some(c), Some(u), Some(l)) => {
-                let (n_users, n_links) = counts(c);
-                Some(prepare(
-                    cx,
-                    c,
-                    (u..).take(n_users).collect(),
-                    (l..).take(n_links).collect(),
-                ))
-            }
-            _ => None,
-        };
-        (more, actions, next)
+        (more, actions)
     })
     .await?;
-    store::execute_all(&mut tx, &p.rows).await?;
+    store::execute_bound(&mut tx, p.rows).await?;
     store::execute_all(&mut tx, &more).await?;
     Store::queue_first_welcomes(&mut tx, &first_emails, &d.name).await?;
     Store::set_status(&mut tx, &disable, Status::Disabled).await?;
     Store::delete_users(&mut tx, &delete).await?;
-    store::execute_all(&mut tx, &p.records).await?;
+    store::execute_bound(&mut tx, p.records).await?;
     if let Some(actions) = actions {
         store::execute_all(&mut tx, &actions).await?;
     }
     tx.commit().await?;
+    // A build that failed to finish is only a build to redo.
+    let next = match ahead {
+        Some(job) => job.await.ok(),
+        None => None,
+    };
     Ok((next, used_ahead))
 }

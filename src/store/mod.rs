@@ -33,7 +33,7 @@ mod users;
 
 pub use domains::{DomainRow, NameTable};
 pub use lock::DomainLock;
-pub use sql::{allocate_ids, execute_all, execute_while, Sql};
+pub use sql::{allocate_ids, execute_all, execute_bound, execute_bound_while, Bound, Sql};
 
 pub use admin::{
     AdminRow, AuditRow, HeldAction, HeldRun, HoldSaved, NewHeldRun, SessionRow, UserBrief,

@@ -3,10 +3,12 @@
 //! are built here with `$n` placeholders that both engines accept.
 
 use super::StoreError;
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyTypeInfoKind};
 use sqlx::query::Query;
 use sqlx::Any;
 use sqlx::Transaction;
+use sqlx_core::any::{AnyArgumentBuffer, AnyValueKind};
+use std::borrow::Cow;
 
 /// A bound value: the column types the store uses.
 #[derive(Debug, Clone)]
@@ -126,6 +128,76 @@ impl Sql {
     }
 }
 
+/// A statement whose values are already the driver's own, owned: building
+/// one is the whole cost of binding and can happen on another thread, and
+/// executing it hands the values to the engine without another copy.
+/// (`Sql::build` binds by reference, and the SQLite driver then copies every
+/// text before sending it to its worker thread, on the thread that awaits.)
+/// sqlx has no by-value encoding of an owned `String` for `Any`, so the
+/// buffer is filled directly.
+pub struct Bound {
+    text: String,
+    args: AnyArguments<'static>,
+}
+
+impl Sql {
+    pub fn into_bound(self) -> Bound {
+        let values = self
+            .values
+            .into_iter()
+            .map(|v| match v {
+                Value::Int(Some(i)) => AnyValueKind::BigInt(i),
+                Value::Int(None) => AnyValueKind::Null(AnyTypeInfoKind::BigInt),
+                Value::Text(Some(t)) => AnyValueKind::Text(Cow::Owned(t)),
+                Value::Text(None) => AnyValueKind::Null(AnyTypeInfoKind::Text),
+            })
+            .collect();
+        Bound {
+            text: self.text,
+            args: AnyArguments {
+                values: AnyArgumentBuffer(values),
+            },
+        }
+    }
+}
+
+impl Bound {
+    async fn execute(self, tx: &mut Transaction<'static, Any>) -> Result<(), StoreError> {
+        sqlx::query_with(&self.text, self.args)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Executes bound statements in order.
+pub async fn execute_bound(
+    tx: &mut Transaction<'static, Any>,
+    statements: Vec<Bound>,
+) -> Result<(), StoreError> {
+    for s in statements {
+        s.execute(tx).await?;
+    }
+    Ok(())
+}
+
+/// Executes bound statements in order and runs `work` on this thread while
+/// the database executes the first.
+pub async fn execute_bound_while<T>(
+    tx: &mut Transaction<'static, Any>,
+    statements: Vec<Bound>,
+    work: impl FnOnce() -> T,
+) -> Result<T, StoreError> {
+    let mut statements = statements.into_iter();
+    let Some(first) = statements.next() else {
+        return Ok(work());
+    };
+    let (done, out) = overlap(first.execute(tx), work).await;
+    done?;
+    execute_bound(tx, statements.collect()).await?;
+    Ok(out)
+}
+
 pub struct Tuple<'a> {
     sql: &'a mut Sql,
     first: bool,
@@ -209,22 +281,6 @@ pub async fn execute_all(
         next = following;
     }
     Ok(())
-}
-
-/// Executes the statements in order and runs `work` on this thread while
-/// the database executes the first.
-pub async fn execute_while<T>(
-    tx: &mut Transaction<'static, Any>,
-    statements: &[Sql],
-    work: impl FnOnce() -> T,
-) -> Result<T, StoreError> {
-    let Some((first, rest)) = statements.split_first() else {
-        return Ok(work());
-    };
-    let (done, out) = overlap(first.build().execute(&mut **tx), work).await;
-    done?;
-    execute_all(tx, rest).await?;
-    Ok(out)
 }
 
 #[cfg(test)]
