@@ -10,17 +10,20 @@
 -- writes every parent before its children or with them, from ids drawn in
 -- the same transaction, and deletes only users.
 --
--- What the keys also did, cascading deletes, stays, whoever deletes (with
--- or without PRAGMA foreign_keys): an AFTER DELETE trigger per parent table
--- deletes the rows that hang off the deleted row. Departments, sites and
--- phone numbers keep their keys to domains (they are few, and not written
--- in bulk).
+-- What the keys also did, cascading deletes, stays for these five tables,
+-- whoever deletes (with or without PRAGMA foreign_keys): an AFTER DELETE
+-- trigger per parent table deletes the rows that hang off the deleted row.
+-- Departments, sites and phone numbers keep their keys to domains (they are
+-- few, and not written in bulk), so their cascade still needs foreign keys
+-- on, as pbx-onboard's connections have them. As on PostgreSQL, a
+-- department or site that users name is no longer refused deletion
+-- (pbx-onboard never deletes one).
 --
 -- SQLite cannot drop a foreign key, so the five tables are rebuilt (as in
 -- migration 6). Children are dropped before their parents, so no drop
 -- cascades into a table still to be copied; the view over users and
 -- devices is dropped and made again around the renames.
-DROP VIEW sip_subscriber;
+DROP VIEW IF EXISTS sip_subscriber;
 
 CREATE TABLE users_v12 (
     id                  INTEGER PRIMARY KEY,
