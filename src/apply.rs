@@ -561,8 +561,9 @@ fn prepare(cx: &RowCx, chunk: &[&Action], user_ids: Vec<i64>, link_ids: Vec<i64>
 /// Writes one chunk in one transaction. `prepared` is this chunk's rows if
 /// they were built ahead (executing them uses them up: a retry builds them
 /// again); `next` is the chunk after, whose new rows are built (and
-/// returned) on a blocking thread while this chunk is in the database. PostgreSQL stores take the typed COPY path (`store::pg`),
-/// which builds nothing ahead.
+/// returned) on a blocking thread while this chunk is in the database.
+/// PostgreSQL stores take the typed COPY path (`store::pg`), which builds
+/// nothing ahead.
 async fn write_chunk(
     cx: &Ctx<'_>,
     revision: i64,
@@ -615,8 +616,8 @@ async fn write_chunk(
         (Some(c), Some(u), Some(l)) => {
             let (c, rx) = (Arc::clone(c), Arc::clone(&cx.rows));
             Some(tokio::task::spawn_blocking(move || {
+                let (n_users, n_links) = counts(c.iter());
                 let c: Vec<&Action> = c.iter().collect();
-                let (n_users, n_links) = counts(c.iter().copied());
                 prepare(
                     &rx,
                     &c,
@@ -643,13 +644,13 @@ async fn write_chunk(
     })
     .await?;
     store::execute_bound(&mut tx, p.rows).await?;
-    store::execute_all(&mut tx, &more).await?;
+    store::execute_all(&mut tx, more).await?;
     Store::queue_first_welcomes(&mut tx, &first_emails, &d.name).await?;
     Store::set_status(&mut tx, &disable, Status::Disabled).await?;
     Store::delete_users(&mut tx, &delete).await?;
     store::execute_bound(&mut tx, p.records).await?;
     if let Some(actions) = actions {
-        store::execute_all(&mut tx, &actions).await?;
+        store::execute_all(&mut tx, actions).await?;
     }
     tx.commit().await?;
     // A build that failed to finish is only a build to redo.

@@ -115,12 +115,12 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let s = raw.trim();
-        let lower = Email::check(s)?;
-        Ok(Email(Email::normal(s, lower)))
+        Ok(Email(Email::check(s)?.unwrap_or_else(|| s.to_string())))
     }
 
-    /// Checks a trimmed address; true if its domain has upper case.
-    fn check(s: &str) -> Result<bool, InvalidValue> {
+    /// Checks a trimmed address: its normal form if that differs from it
+    /// (the domain lower-cased), `None` if it is already normal.
+    fn check(s: &str) -> Result<Option<String>, InvalidValue> {
         let bad = || invalid(format!("`{}` is not an email address", excerpt(s)));
         if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
@@ -144,15 +144,10 @@ impl Email {
         if !plain_ascii(local, domain) && s.parse::<lettre::Address>().is_err() {
             return Err(bad());
         }
-        Ok(domain.chars().any(char::is_uppercase))
-    }
-
-    /// A checked address with its domain lower-cased if `lower`.
-    fn normal(s: &str, lower: bool) -> String {
-        match s.rsplit_once('@') {
-            Some((local, domain)) if lower => format!("{local}@{}", domain.to_lowercase()),
-            _ => s.to_string(),
-        }
+        Ok(domain
+            .chars()
+            .any(char::is_uppercase)
+            .then(|| format!("{local}@{}", domain.to_lowercase())))
     }
 
     pub fn as_str(&self) -> &str {
@@ -166,11 +161,11 @@ impl TryFrom<String> for Email {
     /// and packed addresses are).
     fn try_from(s: String) -> Result<Self, Self::Error> {
         let t = s.trim();
-        let lower = Email::check(t)?;
-        if lower || t.len() != s.len() {
-            return Ok(Email(Email::normal(t, lower)));
-        }
-        Ok(Email(s))
+        Ok(Email(match Email::check(t)? {
+            Some(normal) => normal,
+            None if t.len() == s.len() => s,
+            None => t.to_string(),
+        }))
     }
 }
 

@@ -136,7 +136,7 @@ impl Store {
         let (link_ids, _) = super::allocate_ids(tx, "welcome_links", user_ids.len()).await?;
         let statements =
             Store::insert_welcomes(tx.backend_name(), user_ids, &link_ids, mail_domain);
-        super::execute_all(tx, &statements).await
+        super::execute_all(tx, statements).await
     }
 
     /// The INSERTs that queue a welcome for each user: a link (ids from

@@ -173,7 +173,7 @@ impl Bound {
 /// Executes bound statements in order.
 pub async fn execute_bound(
     tx: &mut Transaction<'static, Any>,
-    statements: Vec<Bound>,
+    statements: impl IntoIterator<Item = Bound>,
 ) -> Result<(), StoreError> {
     for s in statements {
         s.execute(tx).await?;
@@ -194,7 +194,7 @@ pub async fn execute_bound_while<T>(
     };
     let (done, out) = overlap(first.execute(tx), work).await;
     done?;
-    execute_bound(tx, statements.collect()).await?;
+    execute_bound(tx, statements).await?;
     Ok(out)
 }
 
@@ -267,20 +267,13 @@ pub(super) async fn overlap<F: std::future::Future, T>(
     (done, out)
 }
 
-/// Executes the statements in order, binding each while the database runs
-/// the one before.
+/// Executes the statements in order, each moved into the driver's buffer
+/// as it comes ([`Bound`]: no text is copied).
 pub async fn execute_all(
     tx: &mut Transaction<'static, Any>,
-    statements: &[Sql],
+    statements: Vec<Sql>,
 ) -> Result<(), StoreError> {
-    let mut queries = statements.iter().map(Sql::build);
-    let mut next = queries.next();
-    while let Some(q) = next {
-        let (done, following) = overlap(q.execute(&mut **tx), || queries.next()).await;
-        done?;
-        next = following;
-    }
-    Ok(())
+    execute_bound(tx, statements.into_iter().map(Sql::into_bound)).await
 }
 
 #[cfg(test)]
