@@ -107,6 +107,29 @@ pub fn join_emails(emails: &[Email]) -> String {
         .join("\n")
 }
 
+/// The store's emails column (one address per line) checked, in the form
+/// `join_emails` of its parsed addresses gives: borrowed when it is that
+/// already, as it is when pbx-onboard wrote it.
+pub fn normal_emails(stored: &str) -> Result<std::borrow::Cow<'_, str>, InvalidValue> {
+    let mut normal = true;
+    for line in stored.split('\n') {
+        let t = line.trim();
+        if t.is_empty() || t.len() != line.len() || Email::check(t)?.is_some() {
+            normal = false;
+            break;
+        }
+    }
+    if normal {
+        return Ok(std::borrow::Cow::Borrowed(stored));
+    }
+    let emails = stored
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(Email::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(std::borrow::Cow::Owned(join_emails(&emails)))
+}
+
 /// An email address, checked for the shape mail servers accept.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -614,6 +637,18 @@ impl StoredTexts<'_> {
     }
 }
 
+/// A stored user's fields besides its texts.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredAttrs {
+    pub status: Status,
+    pub disabled_at: Option<i64>,
+    pub scope: Scope,
+    pub kind: UserKind,
+    pub voicemail: bool,
+    pub device: Option<DeviceType>,
+    pub force_login: bool,
+}
+
 impl StoredUser {
     pub fn new(
         id: i64,
@@ -624,17 +659,46 @@ impl StoredUser {
         fields: &UserFields,
     ) -> StoredUser {
         let emails = join_emails(&fields.emails);
-        let texts: [Option<&str>; TEXTS] = [
-            Some(extension),
+        let texts = StoredTexts {
+            extension,
             source,
             source_id,
-            Some(&fields.first_name),
-            fields.last_name.as_deref(),
-            Some(&emails),
-            fields.department.as_deref(),
-            fields.site.as_deref(),
-            fields.title.as_deref(),
-            fields.caller_id.as_ref().map(PhoneNumber::as_str),
+            first_name: &fields.first_name,
+            last_name: fields.last_name.as_deref(),
+            emails: &emails,
+            department: fields.department.as_deref(),
+            site: fields.site.as_deref(),
+            title: fields.title.as_deref(),
+            caller_id: fields.caller_id.as_ref().map(PhoneNumber::as_str),
+        };
+        let attrs = StoredAttrs {
+            status,
+            disabled_at,
+            scope: fields.scope,
+            kind: fields.kind,
+            voicemail: fields.voicemail,
+            device: fields.device,
+            force_login: fields.force_login,
+        };
+        StoredUser::from_texts(id, &texts, attrs)
+    }
+
+    /// A user from texts already checked: the store's load reads them
+    /// without making a [`UserFields`] first. `texts.emails` must be as
+    /// [`normal_emails`] returns them.
+    pub fn from_texts(id: i64, texts: &StoredTexts<'_>, a: StoredAttrs) -> StoredUser {
+        let t = texts;
+        let texts: [Option<&str>; TEXTS] = [
+            Some(t.extension),
+            t.source,
+            t.source_id,
+            Some(t.first_name),
+            t.last_name,
+            Some(t.emails),
+            t.department,
+            t.site,
+            t.title,
+            t.caller_id,
         ];
         // A varint takes a byte per 7 bits of the length.
         let size =
@@ -650,15 +714,15 @@ impl StoredUser {
         }
         StoredUser {
             id,
-            disabled_at: disabled_at.unwrap_or(NOT_DISABLED),
+            disabled_at: a.disabled_at.unwrap_or(NOT_DISABLED),
             text: text.into_boxed_slice(),
             nulls,
-            status,
-            scope: fields.scope,
-            kind: fields.kind,
-            voicemail: fields.voicemail,
-            device: fields.device,
-            force_login: fields.force_login,
+            status: a.status,
+            scope: a.scope,
+            kind: a.kind,
+            voicemail: a.voicemail,
+            device: a.device,
+            force_login: a.force_login,
         }
     }
 

@@ -193,3 +193,33 @@ fn plain_ascii_addresses_are_ones_the_mail_library_takes() {
     let e = Email::try_from(" Jane@ACME.example".to_string()).unwrap();
     assert_eq!(e.as_str(), "Jane@acme.example");
 }
+
+/// The store's emails column as the load packs it: borrowed when it is
+/// already what `join_emails` of its parsed lines gives, else exactly that.
+#[test]
+fn normal_emails_are_the_joined_parsed_addresses() {
+    let cases = [
+        "a@acme.example",
+        "a@acme.example\nb.c@acme.example",
+        "Ann@ACME.Example",
+        "a@acme.example\n\nb@acme.example",
+        "a@acme.example\n",
+        "",
+        " a@acme.example",
+        "a@acme.example\r\nb@acme.example",
+    ];
+    for c in cases {
+        let parsed: Vec<Email> = c
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| Email::parse(l).expect("valid"))
+            .collect();
+        let got = normal_emails(c).expect("valid");
+        assert_eq!(got, join_emails(&parsed), "{c:?}");
+        let borrowed = matches!(got, std::borrow::Cow::Borrowed(_));
+        assert_eq!(borrowed, got == c && !c.is_empty(), "{c:?}");
+    }
+    for bad in ["not an address", "a@acme.example\n  \nb@acme.example"] {
+        assert!(normal_emails(bad).is_err(), "{bad:?}");
+    }
+}

@@ -3,13 +3,16 @@
 
 use super::{Backend, Sql, Store, StoreError};
 use crate::model::{
-    DeviceType, Email, PhoneNumber, Scope, Status, StoredUser, UserFields, UserKind,
+    normal_emails, DeviceType, PhoneNumber, Scope, Status, StoredAttrs, StoredTexts, StoredUser,
+    UserFields, UserKind,
 };
 use crate::time::now;
 use foldhash::{HashMap, HashMapExt};
 use rand::RngCore;
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
+use std::borrow::Cow;
+use std::sync::Mutex;
 
 /// A user to insert; defaults (site, then domain) already resolved.
 #[derive(Debug, Clone)]
@@ -117,26 +120,31 @@ pub(super) fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
-/// One user as `load_users` reads it: a JSON array in column order.
+/// One user as `load_users` reads it: a JSON array in column order. Texts
+/// borrow from the page unless JSON escaped them.
 #[derive(serde::Deserialize)]
-struct UserRow(
-    i64,            // id
-    String,         // extension
-    Option<String>, // source
-    Option<String>, // source_id
-    String,         // status
-    Option<i64>,    // disabled_at
-    String,         // first_name
-    Option<String>, // last_name
-    String,         // emails, one per line
-    Option<String>, // department
-    Option<String>, // site
-    String,         // scope
-    String,         // kind
-    Option<String>, // title
-    Option<String>, // caller_id
-    i64,            // voicemail
+struct UserRow<'a>(
+    i64,                                   // id
+    #[serde(borrow)] Cow<'a, str>,         // extension
+    #[serde(borrow)] Option<Cow<'a, str>>, // source
+    #[serde(borrow)] Option<Cow<'a, str>>, // source_id
+    #[serde(borrow)] Cow<'a, str>,         // status
+    Option<i64>,                           // disabled_at
+    #[serde(borrow)] Cow<'a, str>,         // first_name
+    #[serde(borrow)] Option<Cow<'a, str>>, // last_name
+    #[serde(borrow)] Cow<'a, str>,         // emails, one per line
+    #[serde(borrow)] Option<Cow<'a, str>>, // department
+    #[serde(borrow)] Option<Cow<'a, str>>, // site
+    #[serde(borrow)] Cow<'a, str>,         // scope
+    #[serde(borrow)] Cow<'a, str>,         // kind
+    #[serde(borrow)] Option<Cow<'a, str>>, // title
+    #[serde(borrow)] Option<Cow<'a, str>>, // caller_id
+    i64,                                   // voicemail
 );
+
+/// A user's device as `load_users` reads it: user id, type, force login.
+#[derive(serde::Deserialize)]
+struct DeviceRow<'a>(i64, #[serde(borrow)] Cow<'a, str>, i64);
 
 /// The columns of [`UserRow`], as the arguments of a JSON array constructor.
 const USER_ARRAY: &str = "u.id, u.extension, u.source, u.source_id, u.status, u.disabled_at, \
@@ -151,7 +159,10 @@ const LOAD_PAGE: i64 = 2000;
 /// users (`limits.chunk_size`) is several statements in one transaction.
 const USERS_PER_STATEMENT: usize = 1000;
 
-fn stored_user(r: UserRow, device: Option<(DeviceType, bool)>) -> Result<StoredUser, StoreError> {
+fn stored_user(
+    r: UserRow<'_>,
+    device: Option<(DeviceType, bool)>,
+) -> Result<StoredUser, StoreError> {
     let UserRow(
         id,
         extension,
@@ -170,36 +181,56 @@ fn stored_user(r: UserRow, device: Option<(DeviceType, bool)>) -> Result<StoredU
         caller_id,
         voicemail,
     ) = r;
-    let fields = UserFields {
-        first_name,
-        last_name,
-        emails: emails
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(Email::parse)
-            .collect::<Result<_, _>>()
-            .map_err(|e| corrupt("users.emails", e))?,
-        department,
-        site,
+    let emails = normal_emails(&emails).map_err(|e| corrupt("users.emails", e))?;
+    let caller_id = caller_id
+        .map(|c| PhoneNumber::parse(&c))
+        .transpose()
+        .map_err(|e| corrupt("users.caller_id", e))?;
+    let texts = StoredTexts {
+        extension: &extension,
+        source: source.as_deref(),
+        source_id: source_id.as_deref(),
+        first_name: &first_name,
+        last_name: last_name.as_deref(),
+        emails: &emails,
+        department: department.as_deref(),
+        site: site.as_deref(),
+        title: title.as_deref(),
+        caller_id: caller_id.as_ref().map(PhoneNumber::as_str),
+    };
+    let attrs = StoredAttrs {
+        status: Status::parse(&status).map_err(|e| corrupt("users.status", e))?,
+        disabled_at,
         scope: Scope::parse(&scope).map_err(|e| corrupt("users.scope", e))?,
         kind: UserKind::parse(&kind).map_err(|e| corrupt("users.kind", e))?,
-        title,
-        caller_id: caller_id
-            .map(|c| PhoneNumber::parse(&c))
-            .transpose()
-            .map_err(|e| corrupt("users.caller_id", e))?,
         voicemail: voicemail != 0,
         device: device.map(|d| d.0),
         force_login: device.is_some_and(|d| d.1),
     };
-    Ok(StoredUser::new(
-        id,
-        &extension,
-        (source.as_deref(), source_id.as_deref()),
-        Status::parse(&status).map_err(|e| corrupt("users.status", e))?,
-        disabled_at,
-        &fields,
-    ))
+    Ok(StoredUser::from_texts(id, &texts, attrs))
+}
+
+/// Appends a page of `load_users` (users and their devices, both in user
+/// order) to `users`.
+fn parse_page(page: &str, devices: &str, users: &mut Vec<StoredUser>) -> Result<(), StoreError> {
+    let page: Vec<UserRow> = serde_json::from_str(page).map_err(|e| corrupt("users", e))?;
+    let devices: Vec<DeviceRow<'_>> =
+        serde_json::from_str(devices).map_err(|e| corrupt("devices", e))?;
+    let mut devices = devices.into_iter().peekable();
+    for r in page {
+        // Each user's first device, the rest of its devices skipped.
+        let id = r.0;
+        while devices.next_if(|d| d.0 < id).is_some() {}
+        let device = match devices.next_if(|d| d.0 == id) {
+            Some(DeviceRow(_, t, force_login)) => {
+                let t = DeviceType::parse(&t).map_err(|e| corrupt("devices.device_type", e))?;
+                Some((t, force_login != 0))
+            }
+            None => None,
+        };
+        users.push(stored_user(r, device)?);
+    }
+    Ok(())
 }
 
 impl Store {
@@ -223,7 +254,8 @@ impl Store {
     pub async fn load_users(&self, domain_id: i64) -> Result<Vec<StoredUser>, StoreError> {
         let sql = match self.backend {
             Backend::Sqlite => format!(
-                "WITH u AS (SELECT * FROM users WHERE +domain_id = $1 AND id > $2 ORDER BY id LIMIT $3), \
+                "WITH u AS (SELECT * FROM users WHERE +domain_id = $1 AND id > $2 AND id <= $4 \
+                 ORDER BY id LIMIT $3), \
                  m AS (SELECT count(*) AS n, max(id) AS last FROM u) \
                  SELECT (SELECT json_group_array(json_array({USER_ARRAY})) FROM u), m.n, m.last, \
                  (SELECT json_group_array(json_array(user_id, device_type, force_login)) FROM \
@@ -232,7 +264,8 @@ impl Store {
                  FROM m"
             ),
             Backend::Postgres => format!(
-                "WITH u AS (SELECT * FROM users WHERE domain_id = $1 AND id > $2 ORDER BY id LIMIT $3), \
+                "WITH u AS (SELECT * FROM users WHERE domain_id = $1 AND id > $2 AND id <= $4 \
+                 ORDER BY id LIMIT $3), \
                  m AS (SELECT count(*) AS n, max(id) AS last FROM u) \
                  SELECT (SELECT coalesce(json_agg(json_build_array({USER_ARRAY}) ORDER BY u.id), '[]')::text FROM u), \
                  m.n, m.last, \
@@ -242,61 +275,70 @@ impl Store {
                  FROM m"
             ),
         };
-        // Sized up front: doubling would hold two arrays of 100k users at once.
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE domain_id = $1")
-            .bind(domain_id)
-            .fetch_one(self.pool())
-            .await?;
-        let mut users = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-        let page_after = |after: i64| {
-            sqlx::query(&sql)
+        let (total, first, last): (i64, Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT count(*), min(id), max(id) FROM users WHERE domain_id = $1")
                 .bind(domain_id)
-                .bind(after)
-                .bind(LOAD_PAGE)
                 .fetch_one(self.pool())
+                .await?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(Vec::new());
         };
-        let mut row = page_after(0).await?;
-        loop {
-            let count: i64 = row.try_get(1)?;
-            if count == 0 {
-                break;
-            }
-            let page: String = row.try_get(0)?;
-            let after: i64 = row.try_get(2)?;
-            let devices: String = row.try_get(3)?;
-            let mut parse = || {
-                let page: Vec<UserRow> =
-                    serde_json::from_str(&page).map_err(|e| corrupt("users", e))?;
-                let devices: Vec<(i64, String, i64)> =
-                    serde_json::from_str(&devices).map_err(|e| corrupt("devices", e))?;
-                let mut devices = devices.into_iter().peekable();
-                for r in page {
-                    // Both in user order: each user's first device, the
-                    // rest of its devices skipped.
-                    let id = r.0;
-                    while devices.next_if(|d| d.0 < id).is_some() {}
-                    let device = match devices.next_if(|d| d.0 == id) {
-                        Some((_, t, force_login)) => {
-                            let t = DeviceType::parse(&t)
-                                .map_err(|e| corrupt("devices.device_type", e))?;
-                            Some((t, force_login != 0))
-                        }
-                        None => None,
+        // Sized up front: doubling would hold two arrays of 100k users at once.
+        let users = Mutex::new(Vec::with_capacity(usize::try_from(total).unwrap_or(0)));
+        // Two halves of the id range on two connections: one database
+        // thread building pages could not keep the parse busy (SQLite's
+        // worker was busy about 60% of a 100k load, the parse 40%, taking
+        // turns). A small domain is one range.
+        let mid = first + (last - first) / 2;
+        let (low, high) = match total >= 4 * LOAD_PAGE {
+            true => ((first - 1, mid), Some((mid, last))),
+            false => ((first - 1, last), None),
+        };
+        let load_range = |(after, upto): (i64, i64)| {
+            let (sql, users) = (&sql, &users);
+            async move {
+                let page_after = |after: i64| {
+                    sqlx::query(sql)
+                        .bind(domain_id)
+                        .bind(after)
+                        .bind(LOAD_PAGE)
+                        .bind(upto)
+                        .fetch_one(self.pool())
+                };
+                let mut row = page_after(after).await?;
+                loop {
+                    let count: i64 = row.try_get(1)?;
+                    if count == 0 {
+                        return Ok(());
+                    }
+                    let page: String = row.try_get(0)?;
+                    let after: i64 = row.try_get(2)?;
+                    let devices: String = row.try_get(3)?;
+                    let parse = || {
+                        // Uncontended: the two ranges parse on this task.
+                        let mut users = users.lock().unwrap_or_else(|p| p.into_inner());
+                        parse_page(&page, &devices, &mut users)
                     };
-                    users.push(stored_user(r, device)?);
+                    if count < LOAD_PAGE || after >= upto {
+                        return parse();
+                    }
+                    // The database builds the next page while this one is
+                    // parsed: one after the other, the two threads took turns.
+                    let (next, parsed) = super::sql::overlap(page_after(after), parse).await;
+                    parsed?;
+                    row = next?;
                 }
-                Ok::<_, StoreError>(())
-            };
-            if count < LOAD_PAGE {
-                parse()?;
-                break;
             }
-            // The database builds the next page while this one is parsed:
-            // one after the other, the load's two threads took turns.
-            let (next, parsed) = super::sql::overlap(page_after(after), parse).await;
-            parsed?;
-            row = next?;
-        }
+        };
+        let high = async {
+            match high {
+                Some(r) => load_range(r).await,
+                None => Ok::<(), StoreError>(()),
+            }
+        };
+        tokio::try_join!(load_range(low), high)?;
+        let mut users = users.into_inner().unwrap_or_else(|p| p.into_inner());
+        users.sort_unstable_by_key(|u| u.id);
         Ok(users)
     }
 

@@ -12,7 +12,8 @@ crate::both_stores!(
     lean_outbox_migration_keeps_queued_welcomes,
     cascade_trigger_migration_keeps_every_row,
     deleting_users_runs_and_domains_removes_what_hangs_off_them,
-    stored_users_load_with_escaped_text_and_hand_edited_emails
+    stored_users_load_with_escaped_text_and_hand_edited_emails,
+    a_large_domain_loads_in_two_ranges_in_id_order
 );
 
 /// A plain connection to the store, with SQLite's foreign keys enforced as
@@ -476,5 +477,72 @@ async fn stored_users_load_with_escaped_text_and_hand_edited_emails(b: Backend) 
         ["Ann@acme.example", "ann.lee@acme.example"]
     );
     assert_eq!(e2.fields().emails.len(), 2);
+    store.close().await;
+}
+
+/// A domain of more than four pages loads as two id ranges on two
+/// connections: every user of the domain comes back once, in id order,
+/// with its first device, and the users of another domain whose ids are
+/// interleaved with its own (and their devices) do not.
+async fn a_large_domain_loads_in_two_ranges_in_id_order(b: Backend) {
+    use sqlx::Connection;
+    let env = Env::new(b, LIMITS_OPEN).await;
+    let (cfg, store) = open(&env).await;
+    let d = store.ensure_domain(&cfg.domains[0]).await.expect("domain");
+    let mut c = connect_with_keys(&env, b).await;
+    let other = d.id + 1;
+    let n = 15_001;
+    // Every third user is the other domain's; every fifth of the domain's
+    // has no device, every seventh two (web first).
+    let statements = [
+        format!("INSERT INTO domains (id, name, created_at) VALUES ({other}, 'other.example', 0)"),
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO users (id, domain_id, extension, first_name, emails, source, source_id, \
+                                created_at, updated_at) \
+             SELECT i, CASE WHEN i % 3 = 0 THEN {other} ELSE {dom} END, 'x' || i, 'F' || i, \
+                    'u' || i || '@acme.example', 'hr', 'E' || i, 0, 0 FROM n",
+            dom = d.id
+        ),
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO devices (user_id, domain_id, device_type, sip_username, secret, \
+                                  created_at, ha1, ha1b) \
+             SELECT i, CASE WHEN i % 3 = 0 THEN {other} ELSE {dom} END, \
+                    CASE WHEN i % 7 = 0 THEN 'web' ELSE 'sip' END, 's' || i, 'k', 0, 'h', 'h' \
+             FROM n WHERE i % 5 <> 0",
+            dom = d.id
+        ),
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO devices (user_id, domain_id, device_type, sip_username, secret, \
+                                  created_at, ha1, ha1b) \
+             SELECT i, CASE WHEN i % 3 = 0 THEN {other} ELSE {dom} END, 'sip', 't' || i, 'k', \
+                    0, 'h', 'h' FROM n WHERE i % 7 = 0",
+            dom = d.id
+        ),
+    ];
+    for sql in &statements {
+        sqlx::query(sql).execute(&mut c).await.expect("fill");
+    }
+    c.close().await.ok();
+
+    let users = store.load_users(d.id).await.expect("load");
+    let want: Vec<i64> = (1..=n).filter(|i| i % 3 != 0).collect();
+    let got: Vec<i64> = users.iter().map(|u| u.id).collect();
+    assert_eq!(got, want);
+    for u in &users {
+        let i = u.id;
+        assert_eq!(u.source_id(), Some(format!("E{i}").as_str()));
+        assert_eq!(u.extension(), format!("x{i}"));
+        let device = u.device().map(|t| t.as_str());
+        let expected = match (i % 5, i % 7) {
+            (0, 0) => Some("sip"),
+            (0, _) => None,
+            (_, 0) => Some("web"),
+            _ => Some("sip"),
+        };
+        assert_eq!(device, expected, "user {i}");
+    }
     store.close().await;
 }
