@@ -1,7 +1,7 @@
 //! Devices as a SIP registrar sees them: the digest hashes behind the
 //! `sip_subscriber` view, the `devices` listing and secret rotation.
 
-use super::users::new_secret;
+use super::users::{hex_string, new_secret};
 use super::{Store, StoreError};
 use crate::time::now;
 use md5::{Digest, Md5};
@@ -11,9 +11,23 @@ use sqlx::Row;
 /// The two digest hashes a registrar checks instead of the secret:
 /// `ha1` = MD5(user:realm:secret), `ha1b` = MD5(user@realm:realm:secret).
 pub fn digest_hashes(user: &str, realm: &str, secret: &str) -> (String, String) {
-    let ha1 = Md5::digest(format!("{user}:{realm}:{secret}"));
-    let ha1b = Md5::digest(format!("{user}@{realm}:{realm}:{secret}"));
-    (hex::encode(ha1), hex::encode(ha1b))
+    let ha1 = Md5::new()
+        .chain_update(user)
+        .chain_update(":")
+        .chain_update(realm)
+        .chain_update(":")
+        .chain_update(secret)
+        .finalize();
+    let ha1b = Md5::new()
+        .chain_update(user)
+        .chain_update("@")
+        .chain_update(realm)
+        .chain_update(":")
+        .chain_update(realm)
+        .chain_update(":")
+        .chain_update(secret)
+        .finalize();
+    (hex_string(&ha1), hex_string(&ha1b))
 }
 
 /// One device for `pbx-onboard devices`.

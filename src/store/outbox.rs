@@ -99,7 +99,14 @@ pub(super) const FIRST_WELCOME_DUE: &str = "SELECT u.id FROM users u \
 
 /// A fresh Message-ID for a queued row.
 pub fn message_id(domain: &str) -> String {
-    format!("<{}@{}>", super::users::sortable_secret(), domain)
+    let id = super::users::sortable_secret();
+    let mut m = String::with_capacity(id.len() + domain.len() + 3);
+    m.push('<');
+    m.push_str(&id);
+    m.push('@');
+    m.push_str(domain);
+    m.push('>');
+    m
 }
 
 /// The first column of each row, as ids.

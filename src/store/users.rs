@@ -86,7 +86,18 @@ pub fn tags(has_email: bool, has_password: bool, has_pin: bool) -> Vec<&'static 
 pub fn new_secret() -> String {
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
+    hex_string(&b)
+}
+
+/// Lower-case hex of `bytes`. `hex::encode` goes through an iterator of
+/// `char`s collected into a `String`: with five hex values per new user
+/// (secret, two digest hashes, link salt, Message-ID) it was 3% of a 100k
+/// import's samples; `encode_to_slice` writes from a table.
+pub(crate) fn hex_string(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    // Cannot fail: the buffer is exactly twice the input.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A unique value that sorts by creation time: microseconds since 1970 (48
@@ -102,12 +113,14 @@ pub fn sortable_secret() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{:012x}{:06x}{}",
-        micros & 0xffff_ffff_ffff,
-        n & 0xff_ffff,
-        new_secret()
-    )
+    // 12 hex digits of the time, 6 of the counter, 32 random.
+    let mut b = [0u8; 25];
+    let (time, rest) = b.split_at_mut(6);
+    let (count, random) = rest.split_at_mut(3);
+    time.copy_from_slice(&micros.to_be_bytes()[2..]);
+    count.copy_from_slice(&n.to_be_bytes()[5..]);
+    rand::thread_rng().fill_bytes(random);
+    hex_string(&b)
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
