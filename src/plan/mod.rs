@@ -59,17 +59,33 @@ pub enum DisableReason {
     Left,
 }
 
+/// In place of a user's fields that were not decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    /// Reads nothing: only ever the last field of what it is decoded in,
+    /// whose remaining bytes are left unread.
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Skipped, D::Error> {
+        Ok(Skipped)
+    }
+}
+
+/// A planned action. `F` is the new or changed user's fields: a report of
+/// the plan needs none of them, and [`actions::Actions::briefs`] reads a
+/// plan's actions with [`Skipped`] instead, without decoding them (most of
+/// a create's bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
+pub enum Action<F = Box<UserFields>> {
     Create {
         source_id: String,
         at: RowRef,
         extension: Extension,
-        fields: Box<UserFields>,
         /// Why the row got another extension than it asked for.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
+        fields: F,
     },
     Update {
         user_id: i64,
@@ -77,9 +93,9 @@ pub enum Action {
         at: RowRef,
         extension: Extension,
         changes: Vec<Change>,
-        fields: Box<UserFields>,
         /// The user has no device yet and the spec wants one.
         add_device: bool,
+        fields: F,
     },
     Reenable {
         user_id: i64,
@@ -87,8 +103,8 @@ pub enum Action {
         at: RowRef,
         extension: Extension,
         changes: Vec<Change>,
-        fields: Box<UserFields>,
         add_device: bool,
+        fields: F,
     },
     Disable {
         user_id: i64,
@@ -115,7 +131,7 @@ pub enum Action {
     },
 }
 
-impl Action {
+impl<F> Action<F> {
     pub fn name(&self) -> &'static str {
         match self {
             Action::Create { .. } => "create",

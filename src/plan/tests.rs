@@ -953,3 +953,126 @@ fn packed_actions_name_only_the_departments_and_sites_their_writes_keep() {
     assert_eq!(packed.names(), (vec!["Sales"], vec!["Berlin", "Paris"]));
     assert_eq!(packed.to_vec().len(), 3);
 }
+
+/// An action as `Actions::briefs` reads it: its user's fields skipped.
+fn brief(a: Action) -> Action<Skipped> {
+    match a {
+        Action::Create {
+            source_id,
+            at,
+            extension,
+            note,
+            ..
+        } => Action::Create {
+            source_id,
+            at,
+            extension,
+            note,
+            fields: Skipped,
+        },
+        Action::Update {
+            user_id,
+            source_id,
+            at,
+            extension,
+            changes,
+            add_device,
+            ..
+        } => Action::Update {
+            user_id,
+            source_id,
+            at,
+            extension,
+            changes,
+            add_device,
+            fields: Skipped,
+        },
+        Action::Reenable {
+            user_id,
+            source_id,
+            at,
+            extension,
+            changes,
+            add_device,
+            ..
+        } => Action::Reenable {
+            user_id,
+            source_id,
+            at,
+            extension,
+            changes,
+            add_device,
+            fields: Skipped,
+        },
+        Action::Disable {
+            user_id,
+            source_id,
+            at,
+            extension,
+            reason,
+        } => Action::Disable {
+            user_id,
+            source_id,
+            at,
+            extension,
+            reason,
+        },
+        Action::Delete {
+            user_id,
+            source_id,
+            extension,
+        } => Action::Delete {
+            user_id,
+            source_id,
+            extension,
+        },
+        Action::Unchanged {
+            source_id,
+            at,
+            extension,
+            note,
+        } => Action::Unchanged {
+            source_id,
+            at,
+            extension,
+            note,
+        },
+        Action::Conflict {
+            source_id,
+            at,
+            reason,
+        } => Action::Conflict {
+            source_id,
+            at,
+            reason,
+        },
+    }
+}
+
+/// Reading a plan without its users' fields gives every other part of
+/// every action as reading it whole does: each kind, across buffers, and
+/// new users given a number or refused one.
+#[test]
+fn brief_actions_are_the_actions_without_their_fields() {
+    let each = one_of_each();
+    let mut packed: Actions = each.iter().cycle().take(20_000).cloned().collect();
+    let a: std::sync::Arc<str> = "a.csv".into();
+    packed.push_pending(
+        "p1".into(),
+        row(&a, 9),
+        Box::new(fields("Ann")),
+        Some("99 is reserved".into()),
+    );
+    packed.push_pending("p2".into(), row(&a, 10), Box::new(fields("Bo")), None);
+    packed.assign([Ok(1000), Err("no free extension left".into())].into_iter());
+    let want: Vec<Action<Skipped>> = packed.iter().map(brief).collect();
+    let got: Vec<Action<Skipped>> = packed.briefs().collect();
+    assert_eq!(got.len(), 20_002);
+    assert_eq!(got, want);
+    assert!(
+        matches!(&got[20_000], Action::Create { note: Some(n), .. } if n == "99 is reserved (1000)")
+    );
+    assert!(
+        matches!(&got[20_001], Action::Conflict { reason, .. } if reason == "no free extension left")
+    );
+}

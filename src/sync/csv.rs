@@ -372,7 +372,7 @@ pub fn read_csv_files(
 type RowResult = (String, Option<String>, Option<String>);
 
 /// What the result CSV says of an action's row.
-fn row_result(a: &Action, applied: bool) -> RowResult {
+fn row_result<F>(a: &Action<F>, applied: bool) -> RowResult {
     let (ext, msg) = match a {
         Action::Create {
             extension, note, ..
@@ -426,7 +426,7 @@ fn result_report<'p>(
     let file_path = f.path.clone();
     let mut planned = plan
         .actions
-        .iter()
+        .briefs()
         .filter_map(move |a| {
             let row = a.at().filter(|at| *at.file == *file_path)?.row?;
             Some((row, a))
